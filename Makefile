@@ -1,0 +1,56 @@
+# One entry point for every task; each target installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+CACHE ?= $(HOME)/.cache/cassandra-backup-operator
+export CASSANDRA_BACKUP_CACHE := $(CACHE)
+
+.PHONY: help install tools cassandra crds lint unit integration e2e test demo bench clean
+
+help:
+	@echo "make demo   - build what is missing, then run the operator end to end"
+	@echo "make test   - lint, then unit, integration and end-to-end tests"
+	@echo "make bench  - a run over 50 sidecars; figures go to BENCHMARKS.md"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet --progress-bar off -e '.[test]'
+	@touch $@
+
+install: $(VENV)/.installed
+
+tools:
+	@hack/build-tools.sh all >/dev/null
+
+cassandra:
+	@hack/cassandra.sh >/dev/null
+
+crds: install
+	$(VENV)/bin/cassandra-backup-operator crds --output-dir crds
+
+lint: install
+	$(VENV)/bin/ruff check operator tests hack bench
+	$(VENV)/bin/mypy
+
+unit: install
+	$(VENV)/bin/pytest tests/unit
+
+integration: install tools
+	$(VENV)/bin/pytest tests/integration
+
+e2e: install tools cassandra
+	$(VENV)/bin/pytest tests/e2e
+
+test: install tools cassandra lint
+	$(VENV)/bin/pytest tests
+
+demo: install tools cassandra
+	$(PY) hack/demo.py
+
+bench: install
+	$(PY) bench/fanout.py
+
+clean:
+	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,168 @@
+"""kopf wiring: settings, start-up, and one thin handler per event.
+
+Each handler reads the event and calls a plain function from the reconciler modules.
+kopf keeps its own bookkeeping (handler progress, the last handled spec) in
+``status.kopf``, never in annotations, so GitOps tools see no drift on the objects
+users wrote.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import kopf
+
+from cassandra_backup import models
+from cassandra_backup.kube import RUNS, SCHEDULES, KubeApi, load_config
+from cassandra_backup.metrics import Metrics
+from cassandra_backup.run_reconciler import RunContext, clear_run, execute_run
+from cassandra_backup.runs import NodeError
+from cassandra_backup.schedule_reconciler import ScheduleContext, after_run, reconcile_schedule
+from cassandra_backup.sidecar_nodes import SidecarTakers
+from cassandra_backup.wakeups import Wakeups
+
+log = logging.getLogger(__name__)
+
+FINALIZER = f"{models.GROUP}/snapshots"
+RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+MAX_EVENT_MESSAGE = 1000
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+class KopfEvents:
+    """Posts Kubernetes Events through kopf's event poster."""
+
+    def info(self, body: Mapping[str, Any], *, reason: str, message: str) -> None:
+        kopf.info(cast(kopf.Body, body), reason=reason, message=message[:MAX_EVENT_MESSAGE])
+
+    def warning(self, body: Mapping[str, Any], *, reason: str, message: str) -> None:
+        kopf.warn(cast(kopf.Body, body), reason=reason, message=message[:MAX_EVENT_MESSAGE])
+
+
+class Operator:
+    """Everything the handlers share, built once at start-up and kept in kopf's memo."""
+
+    def __init__(self, *, metrics: Metrics) -> None:
+        self.api = KubeApi(load_config())
+        self.metrics = metrics
+        self.wakeups = Wakeups()
+        events = KopfEvents()
+        self.schedules = ScheduleContext(api=self.api, events=events, clock=utc_now,
+                                         metrics=metrics)
+        self.runs = RunContext(api=self.api, events=events, clock=utc_now,
+                               takers=SidecarTakers(self.api), metrics=metrics,
+                               on_finished=self._run_finished)
+
+    async def _run_finished(self, run: dict[str, Any], schedule_name: str) -> None:
+        await after_run(self.schedules, run, schedule_name)
+        self.wakeups.wake(run["metadata"]["namespace"], schedule_name)
+
+
+@kopf.on.startup()
+async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) -> None:
+    settings.persistence.progress_storage = kopf.StatusProgressStorage(
+        field="status.kopf.progress", touch_field="status.kopf.touch")
+    settings.persistence.diffbase_storage = kopf.StatusDiffBaseStorage(
+        field="status.kopf.lastHandledConfiguration")
+    settings.persistence.finalizer = FINALIZER
+    settings.posting.level = logging.INFO
+    settings.watching.server_timeout = 300
+    settings.watching.client_timeout = 330
+    metrics: Metrics = memo.get("metrics") or Metrics()
+    memo["operator"] = Operator(metrics=metrics)
+
+
+def _operator(memo: kopf.Memo) -> Operator:
+    operator: Operator = memo["operator"]
+    return operator
+
+
+async def _retrying(what: str, stopped: kopf.DaemonStopped, attempt: int,
+                    error: Exception) -> None:
+    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+    log.warning("%s failed (%s: %s); again in %.0f s", what, type(error).__name__, error, delay)
+    await stopped.wait(delay)
+
+
+@kopf.on.event(models.GROUP, models.VERSION, SCHEDULES)
+async def schedule_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
+    _operator(memo).wakeups.wake(namespace or "", name)
+
+
+@kopf.daemon(models.GROUP, models.VERSION, SCHEDULES, cancellation_timeout=10.0)
+async def schedule_daemon(namespace: str | None, name: str, stopped: kopf.DaemonStopped,
+                          memo: kopf.Memo, **_: Any) -> None:
+    """Sleeps until the schedule's next tick or its next change, then reconciles."""
+    assert namespace is not None, "both kinds are namespaced"
+    operator = _operator(memo)
+    attempt = 0
+    while not stopped:
+        body = await operator.api.get_schedule(namespace=namespace, name=name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        try:
+            wake = await reconcile_schedule(operator.schedules, body)
+        except Exception as exc:  # a failed API call must not end the schedule's daemon
+            await _retrying(f"schedule {namespace}/{name}", stopped, attempt, exc)
+            attempt += 1
+            continue
+        attempt = 0
+        await operator.wakeups.sleep(namespace, name, until=wake.at, now=utc_now,
+                                     stopped=stopped)
+
+
+@kopf.daemon(models.GROUP, models.VERSION, RUNS, cancellation_timeout=10.0)
+async def run_daemon(namespace: str | None, name: str, stopped: kopf.DaemonStopped,
+                     memo: kopf.Memo, **_: Any) -> None:
+    """Takes the run to a terminal phase, then exits; terminal runs exit at once."""
+    assert namespace is not None, "both kinds are namespaced"
+    operator = _operator(memo)
+    attempt = 0
+    while not stopped:
+        body = await operator.api.get_run(namespace=namespace, name=name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return
+        if (body.get("status") or {}).get("phase") in models.TERMINAL_PHASES:
+            return
+        try:
+            await execute_run(operator.runs, body)
+        except Exception as exc:  # retried: the run resumes from its status
+            await _retrying(f"run {namespace}/{name}", stopped, attempt, exc)
+            attempt += 1
+            continue
+        attempt = 0
+
+
+def _deletes_snapshots(spec: kopf.Spec, **_: Any) -> bool:
+    return spec.get("deletionPolicy") == "Delete"
+
+
+@kopf.on.delete(models.GROUP, models.VERSION, RUNS, when=_deletes_snapshots)
+async def run_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """deletionPolicy Delete: the snapshot leaves every node before the resource goes."""
+    try:
+        await clear_run(_operator(memo).runs, dict(body))
+    except NodeError as exc:
+        raise kopf.TemporaryError(str(exc), delay=30) from exc
+
+
+def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, metrics_port: int,
+                 log_format: str, verbose: bool, opscenter_poll_seconds: float) -> int:
+    """Blocking entry point of ``cassandra-backup-operator run``."""
+    kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json"
+                   else kopf.LogFormat.PLAIN)
+    metrics = Metrics()
+    if metrics_port:
+        metrics.serve(host=metrics_host, port=metrics_port)
+    memo = kopf.Memo(metrics=metrics, opscenter_poll_seconds=opscenter_poll_seconds)
+    asyncio.run(kopf.operator(
+        standalone=True, clusterwide=not namespaces, namespaces=namespaces,
+        liveness_endpoint=liveness or None, memo=memo))
+    return 0
