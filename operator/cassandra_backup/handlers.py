@@ -11,12 +11,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import kopf
 
-from cassandra_backup import models
+from cassandra_backup import models, opscenter_reconciler
 from cassandra_backup.kube import RUNS, SCHEDULES, KubeApi, load_config
 from cassandra_backup.metrics import Metrics
 from cassandra_backup.run_reconciler import RunContext, clear_run, execute_run
@@ -49,7 +49,7 @@ class KopfEvents:
 class Operator:
     """Everything the handlers share, built once at start-up and kept in kopf's memo."""
 
-    def __init__(self, *, metrics: Metrics) -> None:
+    def __init__(self, *, metrics: Metrics, opscenter_poll_seconds: float = 60.0) -> None:
         self.api = KubeApi(load_config())
         self.metrics = metrics
         self.wakeups = Wakeups()
@@ -59,6 +59,9 @@ class Operator:
         self.runs = RunContext(api=self.api, events=events, clock=utc_now,
                                takers=SidecarTakers(self.api), metrics=metrics,
                                on_finished=self._run_finished)
+        self.opscenter = opscenter_reconciler.OpsCenterContext(
+            api=self.api, events=events, clock=utc_now, metrics=metrics,
+            poll_interval=timedelta(seconds=opscenter_poll_seconds))
 
     async def _run_finished(self, run: dict[str, Any], schedule_name: str) -> None:
         await after_run(self.schedules, run, schedule_name)
@@ -76,7 +79,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     metrics: Metrics = memo.get("metrics") or Metrics()
-    memo["operator"] = Operator(metrics=metrics)
+    memo["operator"] = Operator(
+        metrics=metrics, opscenter_poll_seconds=memo.get("opscenter_poll_seconds", 60.0))
 
 
 def _operator(memo: kopf.Memo) -> Operator:
@@ -108,7 +112,10 @@ async def schedule_daemon(namespace: str | None, name: str, stopped: kopf.Daemon
         if body is None or body["metadata"].get("deletionTimestamp"):
             return
         try:
-            wake = await reconcile_schedule(operator.schedules, body)
+            if _is_opscenter(body):
+                wake = await opscenter_reconciler.reconcile_schedule(operator.opscenter, body)
+            else:
+                wake = await reconcile_schedule(operator.schedules, body)
         except Exception as exc:  # a failed API call must not end the schedule's daemon
             await _retrying(f"schedule {namespace}/{name}", stopped, attempt, exc)
             attempt += 1
@@ -132,12 +139,32 @@ async def run_daemon(namespace: str | None, name: str, stopped: kopf.DaemonStopp
         if (body.get("status") or {}).get("phase") in models.TERMINAL_PHASES:
             return
         try:
-            await execute_run(operator.runs, body)
+            if _is_opscenter(body):
+                await opscenter_reconciler.execute_run(operator.opscenter, body)
+            else:
+                await execute_run(operator.runs, body)
         except Exception as exc:  # retried: the run resumes from its status
             await _retrying(f"run {namespace}/{name}", stopped, attempt, exc)
             attempt += 1
             continue
         attempt = 0
+
+
+def _is_opscenter(body: Mapping[str, Any]) -> bool:
+    return bool(((body.get("spec") or {}).get("cluster") or {}).get("opscenter"))
+
+
+def _opscenter_spec(spec: kopf.Spec, **_: Any) -> bool:
+    return bool((spec.get("cluster") or {}).get("opscenter"))
+
+
+@kopf.on.delete(models.GROUP, models.VERSION, SCHEDULES, when=_opscenter_spec)
+async def opscenter_schedule_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
+    """The OpsCenter job schedule goes before the resource does (or is already gone)."""
+    try:
+        await opscenter_reconciler.delete_schedule(_operator(memo).opscenter, dict(body))
+    except opscenter_reconciler.RetryLater as exc:
+        raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
 def _deletes_snapshots(spec: kopf.Spec, **_: Any) -> bool:

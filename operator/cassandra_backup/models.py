@@ -97,7 +97,7 @@ class SidecarBackend(Model):
     """Snapshots taken through the node sidecars this project ships."""
 
     model_config = ConfigDict(json_schema_extra=cel(
-        ("has(self.podSelector) != (size(self.endpoints) > 0)",
+        ("has(self.podSelector) != (has(self.endpoints) && size(self.endpoints) > 0)",
          "set exactly one of podSelector and endpoints"),
     ))
 

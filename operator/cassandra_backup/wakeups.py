@@ -17,7 +17,7 @@ class Stopped(Protocol):
 
     def __bool__(self) -> bool: ...
 
-    def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...  # noqa: ASYNC109
+    def wait(self, timeout: float | None = None) -> Awaitable[Any]: ...
 
 
 class Wakeups:
