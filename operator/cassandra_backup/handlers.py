@@ -32,6 +32,13 @@ RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 MAX_EVENT_MESSAGE = 1000
 
 
+class _QuietWakeups(logging.Filter):
+    """Drops kopf's per-event success line of the wake-up handler: it says nothing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "'schedule_changed' succeeded" not in record.getMessage()
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -185,6 +192,8 @@ def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, met
     """Blocking entry point of ``cassandra-backup-operator run``."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json"
                    else kopf.LogFormat.PLAIN)
+    logging.getLogger("kopf.objects").addFilter(_QuietWakeups())
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     metrics = Metrics()
     if metrics_port:
         metrics.serve(host=metrics_host, port=metrics_port)

@@ -164,6 +164,20 @@ def fake_sidecar(*, workdir: Path, host: str, port: int, token: str,
                    nodetool_log=nodetool_log)
 
 
+def real_sidecar(*, workdir: Path, host: str, port: int, token: str, nodetool: Path,
+                 jmx_host: str, jmx_port: int, data_dir: Path) -> Sidecar:
+    """A sidecar process that runs the real nodetool against a real Cassandra node."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    token_file = workdir / "token"
+    token_file.write_text(token)
+    argv = [str(BIN / "cassandra-backup-sidecar"), "--host", host, "--port", str(port),
+            "--token-file", str(token_file), "--nodetool", str(nodetool),
+            "--jmx-host", jmx_host, "--jmx-port", str(jmx_port), "--data-dir", str(data_dir)]
+    process = Process(argv=argv, log=workdir / "sidecar.log")
+    return Sidecar(host=host, port=port, process=process, data_dir=data_dir,
+                   nodetool_log=workdir / "no-fake-nodetool.log")
+
+
 def wait_healthy(sidecar: Sidecar, timeout: float = 30.0) -> None:
     import httpx
 
