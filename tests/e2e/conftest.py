@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from support.cassandra import CassandraNode
+from support.fixtures import core, custom, start_operator, token_secret  # noqa: F401
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from kubernetes import client
 from kubernetes.client import ApiException
@@ -39,21 +39,19 @@ def run_manifest(name: str, *, cluster: dict[str, Any], **spec: Any) -> dict[str
 
 def create(custom: client.CustomObjectsApi, namespace: str, plural: str,
            body: dict[str, Any]) -> dict[str, Any]:
-    created: dict[str, Any] = custom.create_namespaced_custom_object(
-        GROUP, VERSION, namespace, plural, body)
-    return created
+    created = custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+    return cast(dict[str, Any], created)
 
 
 def get(custom: client.CustomObjectsApi, namespace: str, plural: str,
         name: str) -> dict[str, Any] | None:
     try:
-        found: dict[str, Any] = custom.get_namespaced_custom_object(
-            GROUP, VERSION, namespace, plural, name)
+        found = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, plural, name)
     except ApiException as exc:
         if exc.status == 404:
             return None
         raise
-    return found
+    return cast(dict[str, Any], found)
 
 
 def status(custom: client.CustomObjectsApi, namespace: str, plural: str,
@@ -66,8 +64,7 @@ def runs(custom: client.CustomObjectsApi, namespace: str,
          selector: str = "") -> list[dict[str, Any]]:
     listing = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "backupruns",
                                                    label_selector=selector)
-    items: list[dict[str, Any]] = listing["items"]
-    return items
+    return cast(list[dict[str, Any]], cast(dict[str, Any], listing)["items"])
 
 
 def terminal(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, Any]:
@@ -75,7 +72,8 @@ def terminal(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict
     return found if found.get("phase") in ("Succeeded", "PartiallyFailed", "Failed") else {}
 
 
-def events(core: client.CoreV1Api, namespace: str, name: str) -> list[tuple[str, str]]:
+def events(core: client.CoreV1Api, namespace: str,
+           name: str) -> list[tuple[str | None, str | None]]:
     """(reason, message) of every Event about the object ``name``."""
     listing = core.list_namespaced_event(namespace,
                                          field_selector=f"involvedObject.name={name}")
