@@ -77,7 +77,7 @@ def test_a_backup_run_snapshots_real_sstables_and_reports_their_size(
     assert done["sizeBytes"] == on_disk
     assert done["keyspaces"] == {filled: {"nodes": [sidecar.host], "size": on_disk}}
     assert done["nodes"][0]["pod"] == "cassandra-0"
-    assert list(cassandra_node.data_dir.glob(f"system/*/snapshots/e2e-now")) == [], \
+    assert list(cassandra_node.data_dir.glob("system/*/snapshots/e2e-now")) == [], \
         "only the requested keyspace"
 
 
