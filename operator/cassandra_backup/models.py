@@ -281,6 +281,8 @@ class BackupRunSpec(Model):
         ("!has(self.keyspaces) || "
          f"self.keyspaces.all(k, k.matches('{KEYSPACE_PATTERN}'))",
          "keyspace names must match " + KEYSPACE_PATTERN, ".keyspaces"),
+        ("!has(self.tag) || (self.tag != '.' && self.tag != '..' && !self.tag.startsWith('-'))",
+         "tag may not be '.' or '..' nor start with '-'", ".tag"),
     ))
 
     cluster: ClusterRef = Field(description="The Cassandra cluster and the backend to use.")

@@ -260,3 +260,27 @@ def test_bad_time_zone_and_missing_secret_are_conditions_and_others_keep_working
     assert done["phase"] == "Succeeded"
     reasons = [r for r, _ in events(core, namespace, "zone")]
     assert reasons.count("InvalidSchedule") == 1, "an invalid spec is reported once, not looped"
+
+
+def test_editing_a_schedule_never_fires_the_tick_the_edit_put_in_the_past(
+        custom: client.CustomObjectsApi, namespace: str, token_secret: str,
+        operator: Process, sidecars: Callable[..., Sidecar]) -> None:
+    node = sidecars()
+    tomorrow = datetime.now(UTC) + timedelta(days=1)
+    create(custom, namespace, SCHEDULES, schedule_manifest(
+        "edited", cluster=sidecar_cluster(endpoints=[node.endpoint]), first=tomorrow,
+        interval=1, unit="days"))
+    wait_for(lambda: status(custom, namespace, SCHEDULES, "edited").get("nextRun"),
+             timeout=30, what="nextRun")
+
+    # The edit makes today's tick, two minutes ago, well within startingDeadlineSeconds.
+    moved = (datetime.now(UTC) - timedelta(minutes=2)).replace(microsecond=0)
+    custom.patch_namespaced_custom_object(
+        "backups.cassandra.dev", "v1alpha1", namespace, SCHEDULES, "edited",
+        {"spec": {"firstRunDate": "2012-05-03", "firstRunTime": f"{moved:%H:%M:%S}"}})
+    expected = rfc3339(moved + timedelta(days=1))
+    wait_for(lambda: status(custom, namespace, SCHEDULES, "edited").get("nextRun") == expected,
+             timeout=30, what=f"nextRun {expected}")
+    time.sleep(2)
+    assert runs(custom, namespace) == []
+    assert status(custom, namespace, SCHEDULES, "edited")["observedGeneration"] == 2
