@@ -49,7 +49,7 @@ test: install tools cassandra lint
 demo: install tools cassandra
 	$(PY) hack/demo.py
 
-bench: install
+bench: install tools
 	$(PY) bench/fanout.py
 
 clean:

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from cassandra_backup import schedule
+from cassandra_backup import runs, schedule
 
 
 def _parse_instant(text: str) -> datetime:
@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG")
     run.add_argument("--opscenter-poll-seconds", type=float, default=60.0,
                      help="how often OpsCenter schedules and backups are mirrored")
+    run.add_argument("--max-concurrent-nodes", type=int, default=runs.DEFAULT_CONCURRENCY,
+                     help="nodes one run asks at the same time (default %(default)s)")
 
     preview = commands.add_parser(
         "next-runs", help="print the next ticks of a schedule, in RFC 3339 UTC")
@@ -108,7 +110,8 @@ def _run(args: argparse.Namespace) -> int:
     return handlers.run_operator(
         namespaces=args.namespace, liveness=args.liveness, metrics_host=args.metrics_host,
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
-        opscenter_poll_seconds=args.opscenter_poll_seconds)
+        opscenter_poll_seconds=args.opscenter_poll_seconds,
+        max_concurrent_nodes=args.max_concurrent_nodes)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

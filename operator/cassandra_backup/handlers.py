@@ -20,7 +20,7 @@ from cassandra_backup import models, opscenter_reconciler
 from cassandra_backup.kube import RUNS, SCHEDULES, KubeApi, load_config
 from cassandra_backup.metrics import Metrics
 from cassandra_backup.run_reconciler import RunContext, clear_run, execute_run
-from cassandra_backup.runs import NodeError
+from cassandra_backup.runs import DEFAULT_CONCURRENCY, NodeError
 from cassandra_backup.schedule_reconciler import ScheduleContext, after_run, reconcile_schedule
 from cassandra_backup.sidecar_nodes import SidecarTakers
 from cassandra_backup.wakeups import Wakeups
@@ -56,7 +56,8 @@ class KopfEvents:
 class Operator:
     """Everything the handlers share, built once at start-up and kept in kopf's memo."""
 
-    def __init__(self, *, metrics: Metrics, opscenter_poll_seconds: float = 60.0) -> None:
+    def __init__(self, *, metrics: Metrics, opscenter_poll_seconds: float = 60.0,
+                 max_concurrent_nodes: int = DEFAULT_CONCURRENCY) -> None:
         self.api = KubeApi(load_config())
         self.metrics = metrics
         self.wakeups = Wakeups()
@@ -65,7 +66,8 @@ class Operator:
                                          metrics=metrics)
         self.runs = RunContext(api=self.api, events=events, clock=utc_now,
                                takers=SidecarTakers(self.api), metrics=metrics,
-                               on_finished=self._run_finished)
+                               on_finished=self._run_finished,
+                               concurrency=max_concurrent_nodes)
         self.opscenter = opscenter_reconciler.OpsCenterContext(
             api=self.api, events=events, clock=utc_now, metrics=metrics,
             poll_interval=timedelta(seconds=opscenter_poll_seconds))
@@ -87,7 +89,8 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
     settings.watching.client_timeout = 330
     metrics: Metrics = memo.get("metrics") or Metrics()
     memo["operator"] = Operator(
-        metrics=metrics, opscenter_poll_seconds=memo.get("opscenter_poll_seconds", 60.0))
+        metrics=metrics, opscenter_poll_seconds=memo.get("opscenter_poll_seconds", 60.0),
+        max_concurrent_nodes=memo.get("max_concurrent_nodes", DEFAULT_CONCURRENCY))
 
 
 def _operator(memo: kopf.Memo) -> Operator:
@@ -188,7 +191,8 @@ async def run_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 
 def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, metrics_port: int,
-                 log_format: str, verbose: bool, opscenter_poll_seconds: float) -> int:
+                 log_format: str, verbose: bool, opscenter_poll_seconds: float,
+                 max_concurrent_nodes: int = DEFAULT_CONCURRENCY) -> int:
     """Blocking entry point of ``cassandra-backup-operator run``."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json"
                    else kopf.LogFormat.PLAIN)
@@ -197,7 +201,8 @@ def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, met
     metrics = Metrics()
     if metrics_port:
         metrics.serve(host=metrics_host, port=metrics_port)
-    memo = kopf.Memo(metrics=metrics, opscenter_poll_seconds=opscenter_poll_seconds)
+    memo = kopf.Memo(metrics=metrics, opscenter_poll_seconds=opscenter_poll_seconds,
+                     max_concurrent_nodes=max_concurrent_nodes)
     asyncio.run(kopf.operator(
         standalone=True, clusterwide=not namespaces, namespaces=namespaces,
         liveness_endpoint=liveness or None, memo=memo))

@@ -21,6 +21,7 @@ from cassandra_backup.discovery import Node, discover_nodes, selector_string
 from cassandra_backup.kube import RUNS, EventSink, KubeApi, SecretMissing
 from cassandra_backup.metrics import Metrics
 from cassandra_backup.runs import (
+    DEFAULT_CONCURRENCY,
     FanOut,
     NodeError,
     SnapshotTaker,
@@ -52,7 +53,7 @@ class RunContext:
     metrics: Metrics
     on_finished: Callable[[dict[str, Any], str], Awaitable[None]] | None = None
     batch_interval: float = 0.5
-    concurrency: int = 32
+    concurrency: int = DEFAULT_CONCURRENCY
 
 
 def _dump(result: models.NodeResult) -> dict[str, Any]:
