@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 CACHE ?= $(HOME)/.cache/cassandra-backup-operator
 export CASSANDRA_BACKUP_CACHE := $(CACHE)
 
-.PHONY: help install tools cassandra crds lint unit integration e2e test demo bench clean
+.PHONY: help install tools cassandra crds lint unit integration e2e test demo bench kind-e2e clean
 
 help:
 	@echo "make demo   - build what is missing, then run the operator end to end"
@@ -29,6 +29,8 @@ cassandra:
 
 crds: install
 	$(VENV)/bin/cassandra-backup-operator crds --output-dir crds
+	cp crds/*.yaml deploy/crds/
+	cp crds/*.yaml helm/cassandra-backup-operator/crds/
 
 lint: install
 	$(VENV)/bin/ruff check operator tests hack bench
@@ -51,6 +53,10 @@ demo: install tools cassandra
 
 bench: install tools
 	$(PY) bench/fanout.py
+
+# Needs Docker: builds both images, creates a kind cluster and takes a backup there.
+kind-e2e: install
+	hack/kind-e2e.sh
 
 clean:
 	rm -rf $(VENV) .demo .pytest_cache .mypy_cache .ruff_cache

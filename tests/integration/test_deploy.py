@@ -21,6 +21,7 @@ from kubernetes.client import ApiException
 from prometheus_client.parser import text_string_to_metric_families
 
 from cassandra_backup.cli import build_parser
+from cassandra_backup.sidecar.server import build_parser as sidecar_parser
 from support.controlplane import REPO_ROOT, ControlPlane
 from support.kubectl import kubectl, kubectl_binary
 from support.processes import Process, Sidecar, free_port, wait_for
@@ -117,12 +118,16 @@ def test_namespaced_variant_has_no_cluster_scoped_rbac_and_watches_one_namespace
 
 @pytest.fixture
 def namespaces_present(core: client.CoreV1Api) -> Iterator[Callable[[str], None]]:
-    """Makes namespaces exist for the test; removes the ones it created."""
+    """Makes namespaces exist for the test, labelled as deploy/ labels them; removes the
+    ones it created."""
     created: list[str] = []
+    labels = {doc["metadata"]["name"]: doc["metadata"].get("labels") or {}
+              for doc in build(DEPLOY) if doc["kind"] == "Namespace"}
 
     def ensure(name: str) -> None:
+        metadata = client.V1ObjectMeta(name=name, labels=labels.get(name))
         try:
-            core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+            core.create_namespace(client.V1Namespace(metadata=metadata))
         except ApiException as error:
             if error.status != 409:
                 raise
@@ -132,6 +137,12 @@ def namespaces_present(core: client.CoreV1Api) -> Iterator[Callable[[str], None]
     yield ensure
     for name in created:
         core.delete_namespace(name)
+    # The next test may want the same namespace, which cannot be made while it terminates.
+    def all_gone() -> bool:
+        present = {ns.metadata.name for ns in core.list_namespace().items if ns.metadata}
+        return not present & set(created)
+
+    wait_for(all_gone, timeout=RUN_TIMEOUT_SECONDS, what=f"namespaces {created} to go")
 
 
 @pytest.mark.integration
@@ -151,6 +162,7 @@ def test_kustomize_folder_is_accepted_by_the_api_server(
                       kubeconfig=control_plane.kubeconfig, check=False)
 
     assert applied.returncode == 0, applied.stderr
+    assert "PodSecurity" not in applied.stderr, "the operator pod meets the restricted level"
     lines = applied.stdout.splitlines()
     assert all(line.endswith("(server dry run)") for line in lines), lines
     assert any(line.startswith("deployment.apps/cassandra-backup-operator") for line in lines)
@@ -177,9 +189,10 @@ def test_metrics_count_a_success_and_a_partial_failure_per_schedule(
         start_operator: Callable[..., Process], sidecars: Callable[..., Sidecar]) -> None:
     port = free_port()
     start_operator(metrics_port=port)
-    good, also_good, down = sidecars(), sidecars(), sidecars(down=True)
+    good, also_good = sidecars(), sidecars()
+    failing = sidecars(nodetool_env={"FAKE_NODETOOL_FAIL": "error: disk /data is full"})
     tick = soon(4)
-    for name, nodes in [("steady", [good]), ("shaky", [also_good, down])]:
+    for name, nodes in [("steady", [good]), ("shaky", [also_good, failing])]:
         create(custom, namespace, SCHEDULES, schedule_manifest(
             name, cluster=sidecar_cluster(endpoints=[node.endpoint for node in nodes]),
             first=tick))
@@ -190,10 +203,15 @@ def test_metrics_count_a_success_and_a_partial_failure_per_schedule(
     shaky = wait_for(lambda: terminal(custom, namespace, f"shaky-{stamp}"),
                      timeout=RUN_TIMEOUT_SECONDS, what="the shaky run")
     assert (steady["phase"], shaky["phase"]) == ("Succeeded", "PartiallyFailed")
-    metrics = wait_for(
-        lambda: (found := scrape(port)).get(
-            ("cassandra_backup_run_duration_seconds_count", "shaky")) and found,
-        timeout=RUN_TIMEOUT_SECONDS, what="both runs in /metrics")
+
+    def both_runs_counted() -> dict[tuple[str, str], float] | None:
+        found = scrape(port)
+        counted = [("cassandra_backup_run_duration_seconds_count", name) in found
+                   for name in ("steady", "shaky")]
+        return found if all(counted) else None
+
+    metrics = wait_for(both_runs_counted, timeout=RUN_TIMEOUT_SECONDS,
+                       what="both runs in /metrics")
 
     assert metrics[("cassandra_backup_run_attempts_total", "steady")] == 1
     assert metrics[("cassandra_backup_run_successes_total", "steady")] == 1
@@ -262,3 +280,70 @@ def test_gitops_folder_applied_server_side_shows_no_drift_once_reconciled(
     assert changed.returncode == 1, changed.stderr
     assert "+  firstRunTime: \"02:45:00\"" in changed.stdout or \
         "+  firstRunTime: 02:45:00" in changed.stdout
+
+
+SIDECAR_EXAMPLES = REPO_ROOT / "examples" / "sidecar"
+
+
+def documents_of(path: Path) -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@pytest.mark.parametrize("manifest", ["statefulset.yaml", "cassandradatacenter.yaml"])
+def test_sidecar_examples_pass_arguments_the_sidecar_accepts_on_the_port_schedules_call(
+        manifest: str) -> None:
+    documents = documents_of(SIDECAR_EXAMPLES / manifest)
+    workload = next(doc for doc in documents if doc["kind"] != "BackupSchedule"
+                    and doc["kind"] != "Service")
+    pod = (workload["spec"].get("template") or workload["spec"]["podTemplateSpec"])["spec"]
+    (sidecar,) = [c for c in pod["containers"] if c["name"] == "backup-sidecar"]
+    schedule = one(documents, "BackupSchedule")
+
+    parsed = sidecar_parser().parse_args(sidecar["args"])
+
+    assert parsed.port == sidecar["ports"][0]["containerPort"]
+    assert parsed.port == schedule["spec"]["cluster"]["sidecars"]["port"]
+    assert str(parsed.token_file.parent) in {m["mountPath"] for m in sidecar["volumeMounts"]}
+    data_mount = next(m for m in sidecar["volumeMounts"] if m["mountPath"] == "/var/lib/cassandra")
+    assert data_mount["readOnly"] is True
+    assert [str(path) for path in parsed.data_dirs] == ["/var/lib/cassandra/data"]
+
+
+@pytest.mark.integration
+def test_sidecar_statefulset_example_is_accepted_by_the_api_server(
+        control_plane: ControlPlane, crds_installed: list[str],
+        namespaces_present: Callable[[str], None]) -> None:
+    namespaces_present("cassandra")
+    # cass-operator's CRD is not installed here; its BackupSchedule is checked alone.
+    datacenter_schedule = one(documents_of(SIDECAR_EXAMPLES / "cassandradatacenter.yaml"),
+                              "BackupSchedule")
+
+    applied = kubectl("apply", "--dry-run=server", "-o", "name",
+                      "-f", str(SIDECAR_EXAMPLES / "token-secret.yaml"),
+                      "-f", str(SIDECAR_EXAMPLES / "statefulset.yaml"), "-f", "-",
+                      input=yaml.safe_dump(datacenter_schedule),
+                      kubeconfig=control_plane.kubeconfig, check=False)
+
+    assert applied.returncode == 0, applied.stderr
+    assert applied.stdout.split() == [
+        "secret/backup-sidecar-token", "service/cassandra", "statefulset.apps/cassandra",
+        "backupschedule.backups.cassandra.dev/nightly",
+        "backupschedule.backups.cassandra.dev/dc1-nightly"]
+
+
+def test_gitops_examples_point_at_the_folder_of_schedules() -> None:
+    (application,) = documents_of(REPO_ROOT / "examples" / "gitops" / "argocd-application.yaml")
+    flux = documents_of(REPO_ROOT / "examples" / "gitops" / "flux-kustomization.yaml")
+    kustomization = one(flux, "Kustomization")
+    repository = one(flux, "GitRepository")
+
+    assert REPO_ROOT / application["spec"]["source"]["path"] == GITOPS_FOLDER
+    assert "ServerSideApply=true" in application["spec"]["syncPolicy"]["syncOptions"]
+    assert (REPO_ROOT / kustomization["spec"]["path"]).resolve() == GITOPS_FOLDER
+    assert kustomization["spec"]["sourceRef"] == {"kind": "GitRepository",
+                                                  "name": repository["metadata"]["name"]}
+    assert application["spec"]["destination"]["namespace"] == \
+        kustomization["spec"]["targetNamespace"] == "cassandra"
+    for path in GITOPS_FOLDER.glob("*.yaml"):
+        assert "namespace" not in yaml.safe_load(path.read_text())["metadata"], (
+            f"{path.name} leaves the namespace to the GitOps tool")

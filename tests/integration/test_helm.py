@@ -184,6 +184,8 @@ def test_rendered_chart_is_accepted_by_the_api_server(
         control_plane: ControlPlane, crds_installed: list[str], namespace: str,
         tmp_path: Path, watch: str) -> None:
     values = [] if watch == "all" else ["--set", f"watchNamespaces={{{namespace},default}}"]
+    kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/warn=restricted",
+            kubeconfig=control_plane.kubeconfig)
     rendered = helm("template", "backups", str(CHART_DIR), "--namespace", namespace,
                     "--include-crds", *values, home=tmp_path / "helm")
 
@@ -191,6 +193,7 @@ def test_rendered_chart_is_accepted_by_the_api_server(
                       kubeconfig=control_plane.kubeconfig, input=rendered.stdout, check=False)
 
     assert applied.returncode == 0, applied.stderr
+    assert "PodSecurity" not in applied.stderr, "the operator pod meets the restricted level"
     names = set(applied.stdout.split())
     assert "deployment.apps/backups-cassandra-backup-operator" in names
     assert "customresourcedefinition.apiextensions.k8s.io/backupschedules.backups.cassandra.dev" \
@@ -240,6 +243,7 @@ def test_install_creates_the_objects_and_uninstall_removes_them_but_keeps_the_cr
         f"serviceaccount/{named}"}
     assert _names("service", kubeconfig=kubeconfig, namespace=namespace) == {
         f"service/{named}-metrics"}
+    rbac_kinds: list[tuple[str, str | None]]
     if watch == "all":
         rbac_kinds = [("clusterrole", None), ("clusterrolebinding", None)]
     else:
