@@ -57,6 +57,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verbose", "-v", action="store_true", help="log at DEBUG")
     run.add_argument("--opscenter-poll-seconds", type=float, default=60.0,
                      help="how often OpsCenter schedules and backups are mirrored")
+    run.add_argument("--opscenter-timeout-seconds", type=float, default=30.0,
+                     help="how long one OpsCenter request may take (default %(default)s)")
     run.add_argument("--max-concurrent-nodes", type=int, default=runs.DEFAULT_CONCURRENCY,
                      help="nodes one run asks at the same time (default %(default)s)")
 
@@ -111,6 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         namespaces=args.namespace, liveness=args.liveness, metrics_host=args.metrics_host,
         metrics_port=args.metrics_port, log_format=args.log_format, verbose=args.verbose,
         opscenter_poll_seconds=args.opscenter_poll_seconds,
+        opscenter_timeout_seconds=args.opscenter_timeout_seconds,
         max_concurrent_nodes=args.max_concurrent_nodes)
 
 

@@ -57,6 +57,7 @@ class Operator:
     """Everything the handlers share, built once at start-up and kept in kopf's memo."""
 
     def __init__(self, *, metrics: Metrics, opscenter_poll_seconds: float = 60.0,
+                 opscenter_timeout_seconds: float = 30.0,
                  max_concurrent_nodes: int = DEFAULT_CONCURRENCY) -> None:
         self.api = KubeApi(load_config())
         self.metrics = metrics
@@ -70,7 +71,8 @@ class Operator:
                                concurrency=max_concurrent_nodes)
         self.opscenter = opscenter_reconciler.OpsCenterContext(
             api=self.api, events=events, clock=utc_now, metrics=metrics,
-            poll_interval=timedelta(seconds=opscenter_poll_seconds))
+            poll_interval=timedelta(seconds=opscenter_poll_seconds),
+            request_timeout=opscenter_timeout_seconds)
 
     async def _run_finished(self, run: dict[str, Any], schedule_name: str) -> None:
         await after_run(self.schedules, run, schedule_name)
@@ -85,11 +87,16 @@ async def startup(settings: kopf.OperatorSettings, memo: kopf.Memo, **_: Any) ->
         field="status.kopf.lastHandledConfiguration")
     settings.persistence.finalizer = FINALIZER
     settings.posting.level = logging.INFO
+    if memo.get("namespaced"):
+        # Watching named namespaces needs no cluster-wide discovery, and a namespaced
+        # Role grants none: kopf would otherwise retry listing namespaces and CRDs.
+        settings.scanning.disabled = True
     settings.watching.server_timeout = 300
     settings.watching.client_timeout = 330
     metrics: Metrics = memo.get("metrics") or Metrics()
     memo["operator"] = Operator(
         metrics=metrics, opscenter_poll_seconds=memo.get("opscenter_poll_seconds", 60.0),
+        opscenter_timeout_seconds=memo.get("opscenter_timeout_seconds", 30.0),
         max_concurrent_nodes=memo.get("max_concurrent_nodes", DEFAULT_CONCURRENCY))
 
 
@@ -192,6 +199,7 @@ async def run_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
 
 def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, metrics_port: int,
                  log_format: str, verbose: bool, opscenter_poll_seconds: float,
+                 opscenter_timeout_seconds: float = 30.0,
                  max_concurrent_nodes: int = DEFAULT_CONCURRENCY) -> int:
     """Blocking entry point of ``cassandra-backup-operator run``."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json"
@@ -201,7 +209,9 @@ def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, met
     metrics = Metrics()
     if metrics_port:
         metrics.serve(host=metrics_host, port=metrics_port)
-    memo = kopf.Memo(metrics=metrics, opscenter_poll_seconds=opscenter_poll_seconds,
+    memo = kopf.Memo(metrics=metrics, namespaced=bool(namespaces),
+                     opscenter_poll_seconds=opscenter_poll_seconds,
+                     opscenter_timeout_seconds=opscenter_timeout_seconds,
                      max_concurrent_nodes=max_concurrent_nodes)
     asyncio.run(kopf.operator(
         standalone=True, clusterwide=not namespaces, namespaces=namespaces,

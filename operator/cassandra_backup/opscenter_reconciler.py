@@ -27,14 +27,13 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 import random
 import re
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -52,6 +51,7 @@ from cassandra_backup.opscenter.errors import (
 )
 from cassandra_backup.runs import overall_phase, succeeded_count
 from cassandra_backup.schedule_reconciler import Wake, every
+from cassandra_backup.status import StatusDraft
 from cassandra_backup.timefmt import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,6 @@ BACKUP_ANNOTATION = f"{models.GROUP}/opscenter-backup"
 REGISTERED = "Registered"
 REQUESTED = "Requested"
 ADHOC = "adhoc"
-TIMEOUT_ENV = "CASSANDRA_BACKUP_OPSCENTER_TIMEOUT"
 DEFAULT_TIMEOUT = 30.0
 SECRET_RECHECK = timedelta(seconds=30)
 REFUSED_RECHECK = timedelta(minutes=10)
@@ -70,8 +69,8 @@ MAX_BACKOFF_BASE = timedelta(seconds=10)
 # OpsCenter's clock and the operator's may disagree; an ad hoc backup found in the
 # listing counts as this run's when taken at most this long before the run started.
 CLOCK_SLACK = timedelta(minutes=1)
+MAX_CLIENTS = 64
 
-ConditionStatus = Literal["True", "False", "Unknown"]
 
 
 class RetryLater(Exception):
@@ -86,16 +85,12 @@ class InvalidCA(Exception):
     """The caSecret holds nothing an SSL context can load as a CA certificate."""
 
 
-def _timeout_from_env() -> float:
-    try:
-        return float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT))
-    except ValueError:
-        return DEFAULT_TIMEOUT
+Version = tuple[int, str]
 
 
 @dataclass
 class _Failure:
-    generation: int
+    version: Version
     attempts: int
     retry_at: datetime
 
@@ -104,32 +99,32 @@ class Backoff:
     """When each resource may talk to OpsCenter again after a failure.
 
     A refusal waits ``REFUSED_RECHECK``; anything transient waits ``base * 2**n`` (n
-    failures so far) with jitter, at most ``MAX_BACKOFF``. A new generation of the spec
-    lifts the wait at once: the user changed something, so it is worth asking.
+    failures so far) with jitter, at most ``MAX_BACKOFF``. A new version (the spec's
+    generation, and a fingerprint of the Secrets in use) lifts the wait at once: someone
+    changed something, so it is worth asking again.
     """
 
     def __init__(self) -> None:
         self._failures: dict[tuple[str, str], _Failure] = {}
 
-    def blocked_until(self, key: tuple[str, str], *, generation: int,
+    def blocked_until(self, key: tuple[str, str], *, version: Version,
                       now: datetime) -> datetime | None:
         failure = self._failures.get(key)
-        if failure is None or failure.generation != generation or now >= failure.retry_at:
+        if failure is None or failure.version != version or now >= failure.retry_at:
             return None
         return failure.retry_at
 
-    def failed(self, key: tuple[str, str], *, generation: int, now: datetime, transient: bool,
+    def failed(self, key: tuple[str, str], *, version: Version, now: datetime, transient: bool,
                base: timedelta, refused_wait: timedelta = REFUSED_RECHECK) -> datetime:
         previous = self._failures.get(key)
-        attempts = previous.attempts + 1 if previous and previous.generation == generation else 1
+        attempts = previous.attempts + 1 if previous and previous.version == version else 1
         if transient:
             ceiling = min(MAX_BACKOFF, base * (1 << min(attempts - 1, 16)))
             wait = ceiling * random.uniform(0.8, 1.0)  # noqa: S311 - jitter, not a secret
         else:
             wait = refused_wait
         retry_at = now + wait
-        self._failures[key] = _Failure(generation=generation, attempts=attempts,
-                                       retry_at=retry_at)
+        self._failures[key] = _Failure(version=version, attempts=attempts, retry_at=retry_at)
         return retry_at
 
     def attempts(self, key: tuple[str, str]) -> int:
@@ -153,6 +148,7 @@ class OpsCenterClients:
     def __init__(self, factory: ClientFactory = OpsCenterClient) -> None:
         self._factory = factory
         self._clients: dict[tuple[str, ...], OpsCenterClient] = {}
+        self._fingerprints: dict[int, str] = {}
 
     async def get(self, api: KubeApi, *, namespace: str, backend: models.OpsCenterBackend,
                   request_timeout: float) -> OpsCenterClient:
@@ -174,6 +170,11 @@ class OpsCenterClients:
                str(request_timeout))
         client = self._clients.get(key)
         if client is None:
+            while len(self._clients) >= MAX_CLIENTS:   # rotated Secrets leave old ones behind
+                oldest = next(iter(self._clients))
+                evicted = self._clients.pop(oldest)
+                self._fingerprints.pop(id(evicted), None)
+                await evicted.aclose()
             verify: bool | ssl.SSLContext = True
             if ca is not None:
                 try:
@@ -183,7 +184,12 @@ class OpsCenterClients:
             client = self._factory(base_url=backend.url, credentials=credentials, verify=verify,
                                    timeout=request_timeout)
             self._clients[key] = client
+            self._fingerprints[id(client)] = _digest("\n".join(key))
         return client
+
+    def fingerprint(self, client: OpsCenterClient) -> str:
+        """Stands for the URL, login and CA the client was made for; never shows them."""
+        return self._fingerprints.get(id(client), "")
 
     async def aclose(self) -> None:
         for client in self._clients.values():
@@ -202,7 +208,7 @@ class OpsCenterContext:
     clock: Callable[[], datetime]
     metrics: Metrics
     poll_interval: timedelta
-    request_timeout: float = field(default_factory=_timeout_from_env)
+    request_timeout: float = DEFAULT_TIMEOUT
     clients: OpsCenterClients = field(default_factory=OpsCenterClients)
     backoff: Backoff = field(default_factory=Backoff)
 
@@ -214,48 +220,6 @@ class OpsCenterContext:
                      backend: models.OpsCenterBackend) -> OpsCenterClient:
         return await self.clients.get(self.api, namespace=namespace, backend=backend,
                                       request_timeout=self.request_timeout)
-
-
-class _Status:
-    """A resource's status as read, the changes made to it since, and how to write them."""
-
-    def __init__(self, current: dict[str, Any], *, now: datetime, generation: int | None,
-                 write: Callable[[dict[str, Any]], Awaitable[None]]) -> None:
-        self.current = current
-        self.changes: dict[str, Any] = {}
-        self.now = now
-        self.generation = generation
-        self._write = write
-
-    def get(self, key: str) -> Any:
-        return self.changes.get(key, self.current.get(key))
-
-    def set(self, **fields: Any) -> None:
-        for key, value in fields.items():
-            if self.current.get(key) != value:
-                self.changes[key] = value
-            else:
-                self.changes.pop(key, None)
-
-    def condition(self, type: str, status: ConditionStatus, reason: str, message: str) -> bool:
-        """Set a condition; True when its status, reason or message changed."""
-        before = condition(self.get("conditions") or [], type)
-        conditions = set_condition(self.get("conditions") or [], type=type, status=status,
-                                   reason=reason, message=message, now=self.now,
-                                   generation=self.generation)
-        self.set(conditions=conditions)
-        after = condition(conditions, type) or {}
-        return before is None or any(before.get(k) != after.get(k)
-                                     for k in ("status", "reason", "message"))
-
-    def condition_of(self, type: str) -> dict[str, Any]:
-        return condition(self.get("conditions") or [], type) or {}
-
-    async def save(self) -> None:
-        if self.changes:
-            changes, self.changes = self.changes, {}
-            await self._write(changes)
-            self.current.update(changes)
 
 
 # Schedules.
@@ -272,7 +236,8 @@ async def reconcile_schedule(ctx: OpsCenterContext, body: dict[str, Any]) -> Wak
         await ctx.api.patch_status(plural=SCHEDULES, namespace=namespace, name=name,
                                    status=changes)
 
-    status = _Status(dict(body.get("status") or {}), now=now, generation=generation, write=write)
+    status = StatusDraft(dict(body.get("status") or {}), now=now, generation=generation,
+                         write=write)
 
     def not_ready(reason: str, message: str) -> None:
         status.set(nextRun=None, nextRunLocal=None)
@@ -301,12 +266,6 @@ async def reconcile_schedule(ctx: OpsCenterContext, body: dict[str, Any]) -> Wak
         await status.save()
         return Wake(None)
 
-    key = (namespace, name)
-    blocked = ctx.backoff.blocked_until(key, generation=generation, now=now)
-    if blocked is not None:
-        await status.save()
-        return Wake(blocked)
-
     try:
         client = await ctx.client(namespace=namespace, backend=backend)
     except SecretMissing as exc:
@@ -321,6 +280,12 @@ async def reconcile_schedule(ctx: OpsCenterContext, body: dict[str, Any]) -> Wak
         await status.save()
         return Wake(now + SECRET_RECHECK)
 
+    key, version = (namespace, name), (generation, ctx.clients.fingerprint(client))
+    blocked = ctx.backoff.blocked_until(key, version=version, now=now)
+    if blocked is not None:
+        await status.save()
+        return Wake(blocked)
+
     job = _ScheduleSync(ctx, body, spec, client, status)
     try:
         if spec.suspend:
@@ -328,10 +293,13 @@ async def reconcile_schedule(ctx: OpsCenterContext, body: dict[str, Any]) -> Wak
         else:
             await job.sync()
     except OpsCenterError as exc:
-        retry_at = ctx.backoff.failed(key, generation=generation, now=now,
+        retry_at = ctx.backoff.failed(key, version=version, now=now,
                                       transient=exc.transient, base=ctx.backoff_base)
         reason, message = _schedule_failure(exc, spec)
-        status.set(nextRun=None, nextRunLocal=None)
+        if not exc.transient:
+            # Refused: OpsCenter holds nothing that will run. While it is merely out of
+            # reach, the last nextRun it showed stays, as the best guess there is.
+            status.set(nextRun=None, nextRunLocal=None)
         changed = status.condition("Ready", "False", reason, message)
         log.info("schedule %s/%s: %s; next attempt at %s", namespace, name, message,
                  rfc3339(retry_at))
@@ -353,7 +321,8 @@ def _schedule_failure(exc: OpsCenterError, spec: models.BackupScheduleSpec) -> t
                                    f"({spec.cluster.name}) is a cluster id of this OpsCenter")
     if exc.transient:
         return exc.reason, f"{exc}; retrying with back-off"
-    return exc.reason, f"{exc}; not retried until the spec changes"
+    return exc.reason, (f"{exc}; asked again when the spec or its Secrets change, or in "
+                        f"{REFUSED_RECHECK.total_seconds() / 60:.0f} minutes")
 
 
 class _ScheduleSync:
@@ -361,7 +330,7 @@ class _ScheduleSync:
 
     def __init__(self, ctx: OpsCenterContext, body: dict[str, Any],
                  spec: models.BackupScheduleSpec, client: OpsCenterClient,
-                 status: _Status) -> None:
+                 status: StatusDraft) -> None:
         self.ctx, self.body, self.spec, self.client, self.status = ctx, body, spec, client, status
         meta = body["metadata"]
         self.namespace, self.name = meta["namespace"], meta["name"]
@@ -458,6 +427,8 @@ class _ScheduleSync:
                               f"OpsCenter job schedule {schedule_id} in cluster {self.cluster}")
 
     async def _update(self, schedule_id: str) -> str:
+        # Not handled: when spec.cluster.name itself changed, the id is unknown in the new
+        # cluster, so the schedule is created there and the old one stays in the old cluster.
         try:
             await self.client.modify_schedule(self.cluster, schedule_id, self.wire)
         except OpsCenterNotFound:
@@ -631,7 +602,9 @@ def mirror_body(*, schedule_body: dict[str, Any], spec: models.BackupScheduleSpe
 
 
 def _valid_tag(tag: str) -> bool:
-    return re.fullmatch(models.TAG_PATTERN, tag) is not None and tag not in (".", "..")
+    """Whether the CRD admits ``tag`` as spec.tag (status keeps it either way)."""
+    return (re.fullmatch(models.TAG_PATTERN, tag) is not None and tag not in (".", "..")
+            and not tag.startswith("-"))
 
 
 def mirror_status(backup: mapping.Backup, *, now: datetime) -> dict[str, Any]:
@@ -709,8 +682,8 @@ async def delete_schedule(ctx: OpsCenterContext, body: dict[str, Any]) -> None:
         else:
             message = f"deleted {what} from cluster {spec.cluster.name}"
     except OpsCenterError as exc:
-        retry_at = ctx.backoff.failed(key, generation=generation, now=now,
-                                      transient=exc.transient, base=ctx.backoff_base,
+        retry_at = ctx.backoff.failed(key, version=(generation, ctx.clients.fingerprint(client)),
+                                      now=now, transient=exc.transient, base=ctx.backoff_base,
                                       refused_wait=DELETE_REFUSED_RECHECK)
         message = f"{what} is not deleted yet: {exc}"
         if isinstance(exc, OpsCenterNotFound):
@@ -741,7 +714,7 @@ async def execute_run(ctx: OpsCenterContext, body: dict[str, Any]) -> None:
     async def write(changes: dict[str, Any]) -> None:
         await ctx.api.patch_status(plural=RUNS, namespace=namespace, name=name, status=changes)
 
-    status = _Status(dict(body.get("status") or {}), now=now, generation=None, write=write)
+    status = StatusDraft(dict(body.get("status") or {}), now=now, generation=None, write=write)
     if status.get("phase") in models.TERMINAL_PHASES:
         return
     run = _AdhocRun(ctx, body, status)
@@ -767,7 +740,7 @@ async def execute_run(ctx: OpsCenterContext, body: dict[str, Any]) -> None:
 
 
 class _AdhocRun:
-    def __init__(self, ctx: OpsCenterContext, body: dict[str, Any], status: _Status) -> None:
+    def __init__(self, ctx: OpsCenterContext, body: dict[str, Any], status: StatusDraft) -> None:
         self.ctx, self.body, self.status = ctx, body, status
         meta = body["metadata"]
         self.namespace, self.name = meta["namespace"], meta["name"]

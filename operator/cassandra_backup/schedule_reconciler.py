@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cassandra_backup import models, schedule
-from cassandra_backup.conditions import condition, set_condition
 from cassandra_backup.kube import SCHEDULES, EventSink, KubeApi, SecretMissing
 from cassandra_backup.metrics import Metrics
 from cassandra_backup.runs import RunRecord, age, expired_runs
+from cassandra_backup.status import StatusDraft
 from cassandra_backup.timefmt import parse_rfc3339, rfc3339
 
 log = logging.getLogger(__name__)
@@ -112,52 +112,23 @@ def run_body(*, schedule_meta: dict[str, Any], spec: models.BackupScheduleSpec,
     }
 
 
-class _Status:
-    """The schedule's status as read, plus the changes this reconcile makes to it."""
-
-    def __init__(self, current: dict[str, Any], *, now: datetime, generation: int) -> None:
-        self.current = current
-        self.changes: dict[str, Any] = {}
-        self.now = now
-        self.generation = generation
-
-    def get(self, key: str) -> Any:
-        return self.changes.get(key, self.current.get(key))
-
-    def set(self, **fields: Any) -> None:
-        for key, value in fields.items():
-            if self.current.get(key) != value:
-                self.changes[key] = value
-            else:
-                self.changes.pop(key, None)
-
-    def condition(self, type: str, status: bool, reason: str, message: str) -> bool:
-        """Set a condition; True when it changed (worth an Event)."""
-        before = condition(self.get("conditions") or [], type)
-        conditions = set_condition(self.get("conditions") or [], type=type,
-                                   status="True" if status else "False", reason=reason,
-                                   message=message, now=self.now, generation=self.generation)
-        self.set(conditions=conditions)
-        after = condition(conditions, type) or {}
-        return before is None or any(before.get(k) != after.get(k)
-                                     for k in ("status", "reason", "message"))
-
-
 async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     now = ctx.clock()
     generation = int(meta.get("generation", 0))
-    status = _Status(dict(body.get("status") or {}), now=now, generation=generation)
 
-    async def save() -> None:
-        if status.changes:
-            await ctx.api.patch_status(plural=SCHEDULES, namespace=namespace, name=name,
-                                       status=status.changes)
+    async def write(changes: dict[str, Any]) -> None:
+        await ctx.api.patch_status(plural=SCHEDULES, namespace=namespace, name=name,
+                                   status=changes)
+
+    status = StatusDraft(dict(body.get("status") or {}), now=now, generation=generation,
+                         write=write)
+    save = status.save
 
     def not_ready(reason: str, message: str) -> None:
         status.set(nextRun=None, nextRunLocal=None, observedGeneration=generation)
-        if status.condition("Ready", False, reason, message):
+        if status.condition("Ready", "False", reason, message):
             log.info("schedule %s/%s: not ready: %s", namespace, name, message)
             ctx.events.warning(body, reason=reason, message=message)
 
@@ -198,12 +169,12 @@ async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake
 
     if spec.suspend:
         status.set(nextRun=None, nextRunLocal=None)
-        status.condition("Suspended", True, "Suspended", "spec.suspend is true")
-        status.condition("Ready", True, "Suspended", "suspended: no runs fire")
+        status.condition("Suspended", "True", "Suspended", "spec.suspend is true")
+        status.condition("Ready", "True", "Suspended", "suspended: no runs fire")
         ctx.metrics.next_tick(namespace=namespace, schedule=name, tick=None)
         await save()
         return Wake(None)
-    status.condition("Suspended", False, "Active", "spec.suspend is false")
+    status.condition("Suspended", "False", "Active", "spec.suspend is false")
 
     deadline = (timedelta(seconds=spec.startingDeadlineSeconds)
                 if spec.startingDeadlineSeconds is not None else None)
@@ -221,11 +192,11 @@ async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake
 
     if decision.next_tick is None:
         status.set(nextRun=None, nextRunLocal=None)
-        status.condition("Ready", True, "Completed", "one-time job: no further ticks")
+        status.condition("Ready", "True", "Completed", "one-time job: no further ticks")
     else:
         status.set(nextRun=rfc3339(decision.next_tick),
                    nextRunLocal=schedule.local_display(recurrence, decision.next_tick))
-        status.condition("Ready", True, "Scheduled",
+        status.condition("Ready", "True", "Scheduled",
                          f"next run at {rfc3339(decision.next_tick)}")
     ctx.metrics.next_tick(namespace=namespace, schedule=name, tick=decision.next_tick)
     await save()
@@ -247,7 +218,7 @@ def _report_missed(ctx: ScheduleContext, body: dict[str, Any],
 
 
 async def _fire(ctx: ScheduleContext, body: dict[str, Any], spec: models.BackupScheduleSpec,
-                tick: datetime, runs: list[dict[str, Any]], status: _Status) -> None:
+                tick: datetime, runs: list[dict[str, Any]], status: StatusDraft) -> None:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     status.set(lastScheduleTime=rfc3339(tick))

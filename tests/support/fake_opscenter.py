@@ -118,6 +118,7 @@ class FakeOpsCenter:
         self.users = users
         self.sessions_issued: list[str] = []
         self._sessions: set[str] = set()
+        self._refuse_sessions = False
         self._ssl = ssl_context
         self._host = host
         self._tick_seconds = tick_seconds
@@ -261,7 +262,9 @@ class FakeOpsCenter:
 
     def backups(self, cluster: str = DEFAULT_CLUSTER) -> dict[str, dict[str, Any]]:
         with self._lock:
-            return json.loads(json.dumps(self.clusters[cluster].backups))  # type: ignore[no-any-return]
+            copied: dict[str, dict[str, Any]] = json.loads(json.dumps(
+                self.clusters[cluster].backups))
+            return copied
 
     def add_schedule(self, fields: dict[str, Any], *, cluster: str = DEFAULT_CLUSTER,
                      schedule_id: str | None = None, last_run: str = "") -> str:
@@ -292,10 +295,12 @@ class FakeOpsCenter:
         with self._lock:
             self.clusters[cluster].failing.pop(node, None)
 
-    def expire_sessions(self) -> None:
-        """Every session handed out so far stops working (401 until the next login)."""
+    def expire_sessions(self, *, for_good: bool = False) -> None:
+        """Every session handed out so far stops working (401 until the next login);
+        ``for_good``: new sessions are refused as well, until ``clear_faults``."""
         with self._lock:
             self._sessions.clear()
+            self._refuse_sessions = for_good
 
     def fail(self, status: int = 500, *, method: str | None = None, path: str | None = None,
              times: int | None = None) -> None:
@@ -315,6 +320,7 @@ class FakeOpsCenter:
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+            self._refuse_sessions = False
 
     def _add_fault(self, fault: _Fault) -> None:
         with self._lock:
@@ -386,7 +392,7 @@ class FakeOpsCenter:
             return
         session = request.headers.get(SESSION_HEADER)
         with self._lock:
-            valid = session in self._sessions
+            valid = session in self._sessions and not self._refuse_sessions
         if valid:
             return
         # OpsCenter names the refused session: clients must not pass that on.
