@@ -150,3 +150,13 @@ def test_a_hostile_tag_is_refused(control_plane: ControlPlane, crds_installed: l
            "spec": {"cluster": GOOD["spec"]["cluster"], "tag": tag}}
     error = apply(control_plane, namespace, run)
     assert "spec.tag" in error
+
+
+def test_kubectl_explain_describes_the_fields(control_plane: ControlPlane,
+                                              crds_installed: list[str]) -> None:
+    explained = kubectl("explain", "backupschedule.spec.jobParams.cleanupAge",
+                        kubeconfig=control_plane.kubeconfig).stdout
+    assert "OpsCenter job_params.cleanup_age" in explained
+    explained = kubectl("explain", "brun.status.nodes",
+                        kubeconfig=control_plane.kubeconfig).stdout
+    assert "Per-node results." in explained
