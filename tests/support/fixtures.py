@@ -80,4 +80,4 @@ def sidecars(tmp_path: Path) -> Iterator[Callable[..., Sidecar]]:
 
     yield start
     for sidecar in started:
-        sidecar.process.stop()
+        sidecar.process.stop(timeout=5)
