@@ -37,8 +37,8 @@ from support.processes import (  # noqa: E402
 )
 
 NAMESPACE = "cassandra"
-EXAMPLES = ["namespace.yaml", "sidecar-token.yaml", "schedule-every-minute.yaml",
-            "backuprun-now.yaml"]
+EXAMPLES = ["00-namespace.yaml", "01-sidecar-token.yaml", "10-schedule-every-minute.yaml",
+            "20-backuprun-now.yaml"]
 ROWS = 500
 
 
@@ -112,6 +112,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", type=Path, default=ROOT / ".demo")
     parser.add_argument("--ticks", type=int, default=2, help="scheduled runs to wait for")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep everything running afterwards, until Ctrl-C")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, _interrupt)
     workdir: Path = args.workdir.resolve()
@@ -152,7 +154,7 @@ def main() -> int:
             stack.enter_context(operator.start())
             say(f"operator started (log: {operator.log})")
 
-            kubectl("apply", "-f", str(ROOT / "examples" / "namespace.yaml"),
+            kubectl("apply", "-f", str(ROOT / "examples" / "00-namespace.yaml"),
                     kubeconfig=kubeconfig)
             wait_for(lambda: kubectl("get", "serviceaccount", "default", "-n", NAMESPACE,
                                      kubeconfig=kubeconfig, check=False).returncode == 0,
@@ -203,6 +205,13 @@ def main() -> int:
             for folder in sorted(node.data_dir.glob("demo/*/snapshots/*")):
                 size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file())
                 print(f"  {folder.relative_to(node.data_dir)}  ({size} bytes)")
+            if args.keep:
+                say("everything keeps running; try, in another shell:")
+                print(f"  export KUBECONFIG={kubeconfig}\n"
+                      f"  {ROOT / '.venv/bin/kubectl'} get cassandra-backups -n {NAMESPACE}\n"
+                      "Ctrl-C stops it all.", flush=True)
+                while True:
+                    time.sleep(3600)
             say(f"done in {time.monotonic() - started:.0f} s; stopping everything")
             return 0
         except KeyboardInterrupt:

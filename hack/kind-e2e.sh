@@ -77,7 +77,7 @@ k -n "$NS" exec cassandra-0 -c cassandra -- cqlsh -e "
 k -n "$NS" exec cassandra-0 -c cassandra -- nodetool flush demo
 
 say "backing up with a BackupRun"
-k apply -f examples/backuprun-now.yaml
+k apply -f examples/20-backuprun-now.yaml
 if ! k -n "$NS" wait backuprun/before-upgrade --for=jsonpath='{.status.phase}'=Succeeded \
   --timeout 5m; then
   k -n "$NS" get backuprun before-upgrade -o yaml

@@ -13,13 +13,14 @@ from cassandra_backup import runs, schedule
 
 def _parse_instant(text: str) -> datetime:
     try:
-        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
+        value = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        if value.tzinfo is None:
+            raise argparse.ArgumentTypeError(f"{text!r} needs a UTC offset or Z")
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
         raise argparse.ArgumentTypeError(
-            f"--after: {text!r} is not an RFC 3339 time such as 2026-03-28T00:00:00Z") from exc
-    if value.tzinfo is None:
-        raise argparse.ArgumentTypeError(f"--after: {text!r} needs a UTC offset or Z")
-    return value.astimezone(UTC)
+            f"{text!r} is not an RFC 3339 time between the years 1 and 9999, such as "
+            "2026-03-28T00:00:00Z") from exc
 
 
 def _positive(text: str) -> int:
@@ -28,7 +29,7 @@ def _positive(text: str) -> int:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"--count: {text!r} is not a whole number >= 1")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number >= 1")
     return value
 
 
@@ -101,6 +102,10 @@ def _crds(args: argparse.Namespace) -> int:
     if args.output_dir is None:
         sys.stdout.write("---\n".join(crds.rendered().values()))
         return 0
+    if args.output_dir.exists() and not args.output_dir.is_dir():
+        print(f"cassandra-backup-operator crds: --output-dir: {args.output_dir} is not a folder",
+              file=sys.stderr)
+        return 2
     for path in crds.write(args.output_dir):
         print(path)
     return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -23,6 +23,7 @@ from cassandra_backup.run_reconciler import RunContext, clear_run, execute_run
 from cassandra_backup.runs import DEFAULT_CONCURRENCY, NodeError
 from cassandra_backup.schedule_reconciler import ScheduleContext, after_run, reconcile_schedule
 from cassandra_backup.sidecar_nodes import SidecarTakers
+from cassandra_backup.tasks import StopFlag, Tasks
 from cassandra_backup.wakeups import Wakeups
 
 log = logging.getLogger(__name__)
@@ -33,10 +34,11 @@ MAX_EVENT_MESSAGE = 1000
 
 
 class _QuietWakeups(logging.Filter):
-    """Drops kopf's per-event success line of the wake-up handler: it says nothing."""
+    """Drops kopf's per-event success lines of the event handlers: they say nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return "'schedule_changed' succeeded" not in record.getMessage()
+        message = record.getMessage()
+        return not ("'schedule_event' succeeded" in message or "'run_event' succeeded" in message)
 
 
 def utc_now() -> datetime:
@@ -62,6 +64,8 @@ class Operator:
         self.api = KubeApi(load_config())
         self.metrics = metrics
         self.wakeups = Wakeups()
+        self.schedule_tasks = Tasks("schedule")
+        self.run_tasks = Tasks("run")
         events = KopfEvents()
         self.schedules = ScheduleContext(api=self.api, events=events, clock=utc_now,
                                          metrics=metrics)
@@ -105,66 +109,96 @@ def _operator(memo: kopf.Memo) -> Operator:
     return operator
 
 
-async def _retrying(what: str, stopped: kopf.DaemonStopped, attempt: int,
-                    error: Exception) -> None:
-    delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-    log.warning("%s failed (%s: %s); again in %.0f s", what, type(error).__name__, error, delay)
-    await stopped.wait(delay)
+async def _supervise(what: str, stop: StopFlag,
+                     step: Callable[[], Awaitable[bool]]) -> None:
+    """Call ``step`` until it returns False or ``stop`` is set; errors back off and retry.
+
+    A failed API call or an unreachable node must never end a schedule's or a run's
+    task: each is retried, and the resource's status says where it got to.
+    """
+    attempt = 0
+    while not stop:
+        try:
+            again = await step()
+        except Exception as exc:
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+            log.warning("%s failed (%s: %s); again in %.0f s", what, type(exc).__name__, exc,
+                        delay)
+            attempt += 1
+            await stop.wait(delay)
+            continue
+        attempt = 0
+        if not again:
+            return
+
+
+async def schedule_loop(operator: Operator, namespace: str, name: str, stop: StopFlag) -> None:
+    """Sleeps until the schedule's next tick or its next change, then reconciles."""
+
+    async def step() -> bool:
+        body = await operator.api.get_schedule(namespace=namespace, name=name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return False
+        if _is_opscenter(body):
+            wake = await opscenter_reconciler.reconcile_schedule(operator.opscenter, body)
+        else:
+            wake = await reconcile_schedule(operator.schedules, body)
+        await operator.wakeups.sleep(namespace, name, until=wake.at, now=utc_now, stopped=stop)
+        return True
+
+    await _supervise(f"schedule {namespace}/{name}", stop, step)
+
+
+async def run_loop(operator: Operator, namespace: str, name: str, stop: StopFlag) -> None:
+    """Takes the run to a terminal phase, then ends; a terminal run ends at once."""
+
+    async def step() -> bool:
+        body = await operator.api.get_run(namespace=namespace, name=name)
+        if body is None or body["metadata"].get("deletionTimestamp"):
+            return False
+        if (body.get("status") or {}).get("phase") in models.TERMINAL_PHASES:
+            return False
+        if _is_opscenter(body):
+            await opscenter_reconciler.execute_run(operator.opscenter, body)
+        else:
+            await execute_run(operator.runs, body)
+        return True
+
+    await _supervise(f"run {namespace}/{name}", stop, step)
 
 
 @kopf.on.event(models.GROUP, models.VERSION, SCHEDULES)
-async def schedule_changed(namespace: str | None, name: str, memo: kopf.Memo, **_: Any) -> None:
-    _operator(memo).wakeups.wake(namespace or "", name)
-
-
-@kopf.daemon(models.GROUP, models.VERSION, SCHEDULES, cancellation_timeout=10.0)
-async def schedule_daemon(namespace: str | None, name: str, stopped: kopf.DaemonStopped,
-                          memo: kopf.Memo, **_: Any) -> None:
-    """Sleeps until the schedule's next tick or its next change, then reconciles."""
-    assert namespace is not None, "both kinds are namespaced"
+async def schedule_event(type: str | None, namespace: str | None, name: str, memo: kopf.Memo,
+                         **_: Any) -> None:
+    """Every watch event starts the schedule's task if need be, and wakes it."""
     operator = _operator(memo)
-    attempt = 0
-    while not stopped:
-        body = await operator.api.get_schedule(namespace=namespace, name=name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        try:
-            if _is_opscenter(body):
-                wake = await opscenter_reconciler.reconcile_schedule(operator.opscenter, body)
-            else:
-                wake = await reconcile_schedule(operator.schedules, body)
-        except Exception as exc:  # a failed API call must not end the schedule's daemon
-            await _retrying(f"schedule {namespace}/{name}", stopped, attempt, exc)
-            attempt += 1
-            continue
-        attempt = 0
-        await operator.wakeups.sleep(namespace, name, until=wake.at, now=utc_now,
-                                     stopped=stopped)
+    key = (namespace or "", name)
+    if type == "DELETED":
+        await operator.schedule_tasks.stop(key)
+        operator.wakeups.forget(*key)
+        return
+    operator.schedule_tasks.ensure(key, lambda stop: schedule_loop(operator, *key, stop))
+    operator.wakeups.wake(*key)
 
 
-@kopf.daemon(models.GROUP, models.VERSION, RUNS, cancellation_timeout=10.0)
-async def run_daemon(namespace: str | None, name: str, stopped: kopf.DaemonStopped,
-                     memo: kopf.Memo, **_: Any) -> None:
-    """Takes the run to a terminal phase, then exits; terminal runs exit at once."""
-    assert namespace is not None, "both kinds are namespaced"
+@kopf.on.event(models.GROUP, models.VERSION, RUNS)
+async def run_event(type: str | None, namespace: str | None, name: str, status: kopf.Status,
+                    meta: kopf.Meta, memo: kopf.Memo, **_: Any) -> None:
+    """A run that has not finished gets a task (after a restart too: the initial listing
+    is a stream of events); a deleted run's task is stopped."""
     operator = _operator(memo)
-    attempt = 0
-    while not stopped:
-        body = await operator.api.get_run(namespace=namespace, name=name)
-        if body is None or body["metadata"].get("deletionTimestamp"):
-            return
-        if (body.get("status") or {}).get("phase") in models.TERMINAL_PHASES:
-            return
-        try:
-            if _is_opscenter(body):
-                await opscenter_reconciler.execute_run(operator.opscenter, body)
-            else:
-                await execute_run(operator.runs, body)
-        except Exception as exc:  # retried: the run resumes from its status
-            await _retrying(f"run {namespace}/{name}", stopped, attempt, exc)
-            attempt += 1
-            continue
-        attempt = 0
+    key = (namespace or "", name)
+    if type == "DELETED" or meta.get("deletionTimestamp"):
+        await operator.run_tasks.stop(key)
+        return
+    if status.get("phase") not in models.TERMINAL_PHASES:
+        operator.run_tasks.ensure(key, lambda stop: run_loop(operator, *key, stop))
+
+
+@kopf.on.cleanup()
+async def cleanup(memo: kopf.Memo, **_: Any) -> None:
+    operator = _operator(memo)
+    await asyncio.gather(operator.schedule_tasks.stop_all(), operator.run_tasks.stop_all())
 
 
 def _is_opscenter(body: Mapping[str, Any]) -> bool:

@@ -356,5 +356,11 @@ class BackupSchedule(Model):
 class BackupRun(Model):
     """A BackupRun resource."""
 
+    model_config = ConfigDict(json_schema_extra=cel(
+        ("has(self.spec.tag) || self.metadata.name.size() <= 128",
+         "a BackupRun without spec.tag uses its name as the snapshot tag, which may hold at "
+         "most 128 characters: set spec.tag or use a shorter name"),
+    ))
+
     spec: BackupRunSpec = Field(description="What to snapshot where.")
     status: BackupRunStatus | None = Field(default=None, description="Observed state.")

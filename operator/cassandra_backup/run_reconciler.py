@@ -37,6 +37,10 @@ from cassandra_backup.timefmt import parse_rfc3339, rfc3339
 log = logging.getLogger(__name__)
 
 
+class WaitingForSecret(Exception):
+    """The run's Secret is not there yet; the run is retried until its deadline."""
+
+
 class TakerFactory(Protocol):
     """Builds the client that snapshots nodes of a sidecar backend (reads its Secrets)."""
 
@@ -103,6 +107,16 @@ async def execute_run(ctx: RunContext, body: dict[str, Any]) -> None:
                                      backend=spec.cluster.sidecars)
     except SecretMissing as exc:
         message = f"{exc}: the sidecar token cannot be read"
+        if now < started + timedelta(seconds=spec.runDeadlineSeconds):
+            # The Secret may be applied in the same breath as the run: wait for it.
+            conditions = set_condition(status.get("conditions", []), type="Complete",
+                                       status="False", reason="SecretNotFound",
+                                       message=message, now=now)
+            if status.get("phase") is None:
+                ctx.events.warning(body, reason="SecretNotFound", message=message)
+            await write({"phase": "Pending", "tag": tag, "startTime": rfc3339(started),
+                         "conditions": conditions})
+            raise WaitingForSecret(message) from None
         await write({"tag": tag, "startTime": rfc3339(started),
                      **_fail_status(status, reason="SecretNotFound", message=message, now=now)})
         ctx.events.warning(body, reason="SecretNotFound", message=message)

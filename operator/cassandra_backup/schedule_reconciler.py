@@ -112,44 +112,64 @@ def run_body(*, schedule_meta: dict[str, Any], spec: models.BackupScheduleSpec,
     }
 
 
+class ScheduleDraft(StatusDraft):
+    """A schedule's status draft that checks the spec and reports each new reason it is
+    not ready once, as a condition and an Event (never in a loop). Both backends use it.
+    """
+
+    def __init__(self, *, api: KubeApi, events: EventSink, body: dict[str, Any],
+                 now: datetime) -> None:
+        meta = body["metadata"]
+        self.body, self.api, self.events = body, api, events
+        self.namespace, self.name = meta["namespace"], meta["name"]
+        super().__init__(dict(body.get("status") or {}), now=now,
+                         generation=int(meta.get("generation", 0)), write=self._patch)
+
+    async def _patch(self, changes: dict[str, Any]) -> None:
+        await self.api.patch_status(plural=SCHEDULES, namespace=self.namespace, name=self.name,
+                                    status=changes)
+
+    def not_ready(self, reason: str, message: str) -> None:
+        self.set(nextRun=None, nextRunLocal=None)
+        if self.condition("Ready", "False", reason, message):
+            log.info("schedule %s/%s: not ready: %s", self.namespace, self.name, message)
+            self.events.warning(self.body, reason=reason, message=message)
+
+    def parse(self) -> tuple[models.BackupScheduleSpec, schedule.Recurrence] | None:
+        """The spec and its ticks; None (and Ready=False) when either cannot be read."""
+        try:
+            spec = models.BackupScheduleSpec.model_validate(self.body.get("spec") or {})
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            field = ".".join(str(part) for part in error["loc"])
+            self.not_ready("InvalidSpec", f"spec.{field}: {error['msg']}")
+            return None
+        self.set(backend=spec.cluster.backend, every=every(spec))
+        try:
+            recurrence = schedule.Recurrence.parse(
+                first_run_date=spec.firstRunDate, first_run_time=spec.firstRunTime,
+                timezone=spec.timezone, interval=spec.interval,
+                interval_unit=spec.intervalUnit)
+        except schedule.InvalidSchedule as exc:
+            self.not_ready("InvalidSchedule", f"spec.{exc}")
+            return None
+        return spec, recurrence
+
+
 async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake:
     meta = body["metadata"]
     namespace, name = meta["namespace"], meta["name"]
     now = ctx.clock()
+    status = ScheduleDraft(api=ctx.api, events=ctx.events, body=body, now=now)
     generation = int(meta.get("generation", 0))
-
-    async def write(changes: dict[str, Any]) -> None:
-        await ctx.api.patch_status(plural=SCHEDULES, namespace=namespace, name=name,
-                                   status=changes)
-
-    status = StatusDraft(dict(body.get("status") or {}), now=now, generation=generation,
-                         write=write)
     save = status.save
+    not_ready = status.not_ready
 
-    def not_ready(reason: str, message: str) -> None:
-        status.set(nextRun=None, nextRunLocal=None, observedGeneration=generation)
-        if status.condition("Ready", "False", reason, message):
-            log.info("schedule %s/%s: not ready: %s", namespace, name, message)
-            ctx.events.warning(body, reason=reason, message=message)
-
-    try:
-        spec = models.BackupScheduleSpec.model_validate(body.get("spec") or {})
-    except ValidationError as exc:
-        error = exc.errors()[0]
-        field = ".".join(str(part) for part in error["loc"])
-        not_ready("InvalidSpec", f"spec.{field}: {error['msg']}")
+    parsed = status.parse()
+    if parsed is None:
         await save()
         return Wake(None)
-    status.set(backend=spec.cluster.backend, every=every(spec))
-
-    try:
-        recurrence = schedule.Recurrence.parse(
-            first_run_date=spec.firstRunDate, first_run_time=spec.firstRunTime,
-            timezone=spec.timezone, interval=spec.interval, interval_unit=spec.intervalUnit)
-    except schedule.InvalidSchedule as exc:
-        not_ready("InvalidSchedule", f"spec.{exc}")
-        await save()
-        return Wake(None)
+    spec, recurrence = parsed
 
     sidecars = spec.cluster.sidecars
     if sidecars is not None:

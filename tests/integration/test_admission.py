@@ -142,6 +142,16 @@ def test_bad_runs_are_refused_naming_the_field(
     assert words in error
 
 
+def test_a_run_whose_name_cannot_be_its_tag_needs_a_tag(
+        control_plane: ControlPlane, crds_installed: list[str], namespace: str) -> None:
+    run: dict[str, Any] = {
+        "apiVersion": "backups.cassandra.dev/v1alpha1", "kind": "BackupRun",
+        "metadata": {"name": "r" * 130}, "spec": {"cluster": GOOD["spec"]["cluster"]}}
+    assert "set spec.tag or use a shorter name" in apply(control_plane, namespace, run)
+    run["spec"]["tag"] = "short"
+    assert apply(control_plane, namespace, run) == ""
+
+
 @pytest.mark.parametrize("tag", ["../../etc", "..", "-rf", "a b"])
 def test_a_hostile_tag_is_refused(control_plane: ControlPlane, crds_installed: list[str],
                                   namespace: str, tag: str) -> None:

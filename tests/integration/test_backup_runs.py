@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from kubernetes import client
 
+from support.fixtures import TOKEN
 from support.processes import Process, Sidecar, wait_for
 from support.resources import (
     condition,
@@ -205,15 +206,73 @@ def test_deleting_a_run_with_delete_policy_clears_its_snapshot_first(
         assert node.snapshot_dirs("kept") != [], "Retain keeps the snapshot on the node"
 
 
-def test_a_run_whose_token_secret_is_missing_fails_with_the_reason(
+def test_a_run_whose_token_secret_never_appears_fails_at_its_deadline(
         custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
         operator: Process, sidecars: Callable[..., Sidecar]) -> None:
     node = sidecars()
     create(custom, namespace, RUNS, run_manifest(
-        "nosecret", cluster=sidecar_cluster(endpoints=[node.endpoint], token_secret="absent")))
-    done = wait_for(lambda: terminal(custom, namespace, "nosecret"), timeout=30, what="run")
+        "nosecret", cluster=sidecar_cluster(endpoints=[node.endpoint], token_secret="absent"),
+        runDeadlineSeconds=3))
+    waiting = wait_for(lambda: status(custom, namespace, RUNS, "nosecret").get("phase"),
+                       timeout=30, what="the run to be picked up")
+    assert waiting in ("Pending", "Failed")
+    done = wait_for(lambda: terminal(custom, namespace, "nosecret"), timeout=60, what="run")
     assert done["phase"] == "Failed"
     complete = condition(done, "Complete")
     assert complete["reason"] == "SecretNotFound"
     assert f"Secret {namespace}/absent not found" in complete["message"]
     assert node.nodetool_calls("snapshot") == 0
+
+
+def test_a_run_applied_before_its_secret_waits_for_it(
+        custom: client.CustomObjectsApi, core: client.CoreV1Api, namespace: str,
+        operator: Process, sidecars: Callable[..., Sidecar]) -> None:
+    node = sidecars()
+    create(custom, namespace, RUNS, run_manifest(
+        "early", cluster=sidecar_cluster(endpoints=[node.endpoint])))
+    pending = wait_for(lambda: status(custom, namespace, RUNS, "early").get("phase"),
+                       timeout=30, what="the run to wait")
+    assert pending == "Pending"
+    assert condition(status(custom, namespace, RUNS, "early"), "Complete")["reason"] == \
+        "SecretNotFound"
+    core.create_namespaced_secret(namespace, client.V1Secret(
+        metadata=client.V1ObjectMeta(name="sidecar-token"), string_data={"token": TOKEN}))
+    done = wait_for(lambda: terminal(custom, namespace, "early"), timeout=90, what="run")
+    assert done["phase"] == "Succeeded"
+
+
+def test_only_deletion_with_work_to_do_holds_a_resource_with_a_finalizer(
+        custom: client.CustomObjectsApi, namespace: str, token_secret: str,
+        start_operator: Callable[..., Process], sidecars: Callable[..., Sidecar]) -> None:
+    node = sidecars()
+    cluster = sidecar_cluster(endpoints=[node.endpoint])
+    create(custom, namespace, RUNS, run_manifest("kept", cluster=cluster))
+    create(custom, namespace, RUNS, run_manifest("cleared", cluster=cluster,
+                                                 deletionPolicy="Delete"))
+    create(custom, namespace, "backupschedules", schedule_manifest(
+        "plain", cluster=cluster, first=datetime(2030, 1, 1, tzinfo=UTC)))
+    operator = start_operator()
+    wait_for(lambda: terminal(custom, namespace, "kept") and terminal(custom, namespace,
+                                                                       "cleared"),
+             timeout=60, what="both runs")
+    wait_for(lambda: status(custom, namespace, "backupschedules", "plain").get("nextRun"),
+             timeout=30, what="the schedule")
+
+    def finalizers(plural: str, name: str) -> list[str]:
+        found = get(custom, namespace, plural, name) or {}
+        return list(found.get("metadata", {}).get("finalizers", []))
+
+    assert finalizers(RUNS, "kept") == []
+    assert finalizers("backupschedules", "plain") == []
+    assert finalizers(RUNS, "cleared") == ["backups.cassandra.dev/snapshots"]
+
+    operator.stop()
+    for plural, name in ((RUNS, "kept"), ("backupschedules", "plain")):
+        custom.delete_namespaced_custom_object("backups.cassandra.dev", "v1alpha1", namespace,
+                                               plural, name)
+
+    def both_gone() -> bool:
+        return get(custom, namespace, RUNS, "kept") is None and \
+            get(custom, namespace, "backupschedules", "plain") is None
+
+    wait_for(both_gone, timeout=10, what="both to go while the operator is down")

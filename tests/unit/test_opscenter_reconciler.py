@@ -20,17 +20,10 @@ from cassandra_backup.kube import RUNS, SCHEDULES, KubeApi, SecretMissing
 from cassandra_backup.metrics import Metrics
 from cassandra_backup.opscenter import mapping
 from cassandra_backup.opscenter.client import OpsCenterClient, RetryPolicy
-from cassandra_backup.opscenter_reconciler import (
-    BACKUP_ANNOTATION,
-    OpsCenterClients,
-    OpsCenterContext,
-    RetryLater,
-    delete_schedule,
-    execute_run,
-    mirror_body,
-    mirror_status,
-    reconcile_schedule,
-)
+from cassandra_backup.opscenter.context import OpsCenterClients, OpsCenterContext, RetryLater
+from cassandra_backup.opscenter.mirror import BACKUP_ANNOTATION, mirror_body, mirror_status
+from cassandra_backup.opscenter.runs import execute_run
+from cassandra_backup.opscenter.schedules import delete_schedule, reconcile_schedule
 from support.fake_opscenter import FakeOpsCenter
 
 NAMESPACE = "cassandra"
