@@ -1,9 +1,10 @@
 """kopf wiring: settings, start-up, and one thin handler per event.
 
 Each handler reads the event and calls a plain function from the reconciler modules.
-kopf keeps its own bookkeeping (handler progress, the last handled spec) in
-``status.kopf``, never in annotations, so GitOps tools see no drift on the objects
-users wrote.
+Watch events start one task per schedule and per unfinished run (``tasks.py``); the
+tasks call the reconcilers. kopf keeps its own bookkeeping (handler progress, the last
+handled spec) in ``status.kopf``, never in annotations, so GitOps tools see no drift on
+the objects users wrote.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ RETRY_DELAYS = (1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 MAX_EVENT_MESSAGE = 1000
 
 
-class _QuietWakeups(logging.Filter):
+class _QuietEventHandlers(logging.Filter):
     """Drops kopf's per-event success lines of the event handlers: they say nothing."""
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -238,7 +239,7 @@ def run_operator(*, namespaces: list[str], liveness: str, metrics_host: str, met
     """Blocking entry point of ``cassandra-backup-operator run``."""
     kopf.configure(verbose=verbose, log_format=kopf.LogFormat.JSON if log_format == "json"
                    else kopf.LogFormat.PLAIN)
-    logging.getLogger("kopf.objects").addFilter(_QuietWakeups())
+    logging.getLogger("kopf.objects").addFilter(_QuietEventHandlers())
     logging.getLogger("httpx").setLevel(logging.WARNING)
     metrics = Metrics()
     if metrics_port:

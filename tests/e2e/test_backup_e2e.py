@@ -15,7 +15,7 @@ from support.fixtures import TOKEN
 from support.processes import Process, Sidecar, free_port, real_sidecar, wait_for, wait_healthy
 from support.resources import (
     create,
-    events,
+    event_messages,
     get,
     make_pod,
     rfc3339,
@@ -115,5 +115,5 @@ def test_retention_clears_an_aged_snapshot_from_disk_and_removes_its_run(
              what="retention to remove the aged run")
     assert snapshot_files(cassandra_node, filled, "aged") == []
     assert snapshot_files(cassandra_node, filled, fresh) != []
-    assert ("RetentionRemoved", "retention removed 1 runs older than 1 hours: aged") in \
-        events(core, namespace, "hourly")
+    assert event_messages(core, namespace, "hourly", "RetentionRemoved") == [
+        "retention removed 1 runs older than 1 hours: aged"]

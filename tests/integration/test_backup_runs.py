@@ -15,7 +15,7 @@ from support.processes import Process, Sidecar, wait_for
 from support.resources import (
     condition,
     create,
-    events,
+    event_messages,
     get,
     make_pod,
     rfc3339,
@@ -61,8 +61,10 @@ def test_a_run_over_pods_records_each_node_and_fails_an_unready_pod(
     assert done["startTime"] <= done["completionTime"]
     complete = condition(done, "Complete")
     assert (complete["status"], complete["reason"]) == ("True", "PartiallyFailed")
-    reasons = [reason for reason, _ in events(core, namespace, "adhoc")]
-    assert "NodeFailed" in reasons and "RunPartiallyFailed" in reasons
+    assert event_messages(core, namespace, "adhoc", "NodeFailed") == [
+        "node 127.0.0.254: pod cassandra-2 is not Ready: containers with unready status: "
+        "[cassandra]"]
+    assert event_messages(core, namespace, "adhoc", "RunPartiallyFailed")
 
 
 def test_a_hung_node_is_failed_at_the_run_deadline(
@@ -178,7 +180,7 @@ def test_retention_clears_old_runs_but_not_the_newest_success_or_other_schedules
     assert node.snapshot_dirs("keep-old-failed") == []
     assert node.snapshot_dirs("keeper") != [], "another schedule's snapshot is untouched"
     assert node.snapshot_dirs(fresh) != []
-    removed = [m for r, m in events(core, namespace, "keep") if r == "RetentionRemoved"]
+    removed = event_messages(core, namespace, "keep", "RetentionRemoved")
     assert removed == ["retention removed 2 runs older than 1 days: keep-old-ok, "
                        "keep-old-failed"]
 

@@ -25,6 +25,7 @@ from support.processes import Process, wait_for
 from support.resources import (
     condition,
     create,
+    event_messages,
     events,
     get,
     rfc3339,
@@ -131,8 +132,8 @@ def test_a_schedule_is_created_in_opscenter_once_and_its_next_run_mirrored(
     assert observed["nextRunLocal"] == f"{first:%Y-%m-%d} 18:00:00 GMT"
     assert observed["backend"] == "opscenter"
     assert condition(observed, "Ready")["reason"] == "Scheduled"
-    assert ("ScheduleCreated", f"created OpsCenter job schedule {schedule_id} in cluster "
-                               "Test_Cluster") in events(core, namespace, "nightly")
+    assert f"created OpsCenter job schedule {schedule_id} in cluster Test_Cluster" in \
+        event_messages(core, namespace, "nightly", "ScheduleCreated")
 
     time.sleep(5)   # a few polls: they read, and never post again
     assert len(opscenter.requests_to("POST", "/job-schedules")) == 1
@@ -200,9 +201,9 @@ def test_a_schedule_deleted_in_opscenter_is_recreated_with_an_event(
     new_id = wait_for(lambda: (found := status(custom, namespace, SCHEDULES, "nightly")
                                .get("id")) != old_id and found, timeout=30, what="a new id")
     assert [s["id"] for s in opscenter.schedules()] == [new_id]
-    assert ("ScheduleRecreated", f"OpsCenter job schedule {old_id} is gone from cluster "
-            "Test_Cluster (deleted outside Kubernetes?); creating it again") in \
-        events(core, namespace, "nightly")
+    assert (f"OpsCenter job schedule {old_id} is gone from cluster Test_Cluster (deleted "
+            "outside Kubernetes?); creating it again") in \
+        event_messages(core, namespace, "nightly", "ScheduleRecreated")
     time.sleep(5)
     assert len(opscenter.schedules()) == 1
 
@@ -275,8 +276,8 @@ def test_an_ad_hoc_run_records_a_failing_node(
         "Failed", "No space left on device")
     assert done["keyspaces"] == {"test": {"nodes": ["10.11.12.150"], "size": 4543}}
     assert done["backupId"].startswith("opscenter_adhoc_")
-    assert ("NodeFailed", "node 10.11.12.152: No space left on device") in \
-        events(core, namespace, "adhoc")
+    assert "node 10.11.12.152: No space left on device" in \
+        event_messages(core, namespace, "adhoc", "NodeFailed")
 
 
 def test_an_expired_session_costs_one_login_and_nothing_else(
@@ -309,8 +310,7 @@ def test_500s_back_off_and_leave_exactly_one_schedule(
                         reason="OpsCenterUnavailable")
     assert "failed POST /Test_Cluster/job-schedules/ with HTTP 500" in ready["message"]
     assert ready["message"].endswith("retrying with back-off")
-    assert any(reason == "OpsCenterUnavailable" for reason, _ in
-               events(core, namespace, "nightly"))
+    assert event_messages(core, namespace, "nightly", "OpsCenterUnavailable")
     posts = len(opscenter.requests_to("POST", "/job-schedules"))
     time.sleep(16)   # eight polls; back-off of 2, 4 and 8 s allows about three tries
     assert len(opscenter.requests_to("POST", "/job-schedules")) - posts <= 4
@@ -339,7 +339,7 @@ def test_timeouts_back_off_and_the_lost_answer_is_adopted(
     schedule_id = _wait_id(custom, namespace, "nightly", timeout=120)
     assert [s["id"] for s in opscenter.schedules()] == [schedule_id]
     assert len(opscenter.requests_to("POST", "/job-schedules")) == 1
-    assert any(reason == "ScheduleAdopted" for reason, _ in events(core, namespace, "nightly"))
+    assert event_messages(core, namespace, "nightly", "ScheduleAdopted")
 
 
 def test_an_unknown_cluster_is_a_condition_with_opscenters_message_and_no_storm(
@@ -354,8 +354,7 @@ def test_an_unknown_cluster_is_a_condition_with_opscenters_message_and_no_storm(
     time.sleep(8)   # four polls
 
     assert len(opscenter.requests_to(path="/Nope/")) == asked == 1
-    assert [reason for reason, _ in events(core, namespace, "nightly")].count(
-        "ClusterNotFound") == 1
+    assert len(event_messages(core, namespace, "nightly", "ClusterNotFound")) == 1
 
 
 def test_malformed_json_is_a_condition_and_recovers(

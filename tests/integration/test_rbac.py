@@ -27,7 +27,7 @@ from support.kubectl import kubectl, kubectl_binary
 from support.processes import Process, Sidecar, operator_process, wait_for
 from support.resources import (
     create,
-    events,
+    event_messages,
     get,
     make_pod,
     rfc3339,
@@ -101,8 +101,8 @@ def full_cycle(*, custom: client.CustomObjectsApi, core: client.CoreV1Api, names
     last_run = wait_for(lambda: status(custom, namespace, SCHEDULES, "once").get("lastRun"),
                         timeout=RUN_TIMEOUT_SECONDS, what="the schedule's lastRun")
     assert last_run == rfc3339(tick)
-    assert ("RunCreated", f"created BackupRun {run_name} for tick {rfc3339(tick)}") in \
-        events(core, namespace, "once")
+    assert f"created BackupRun {run_name} for tick {rfc3339(tick)}" in \
+        event_messages(core, namespace, "once", "RunCreated")
 
     run = get(custom, namespace, RUNS, run_name)
     assert run is not None

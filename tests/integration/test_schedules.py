@@ -13,6 +13,7 @@ from support.processes import Process, Sidecar, wait_for
 from support.resources import (
     condition,
     create,
+    event_messages,
     events,
     get,
     rfc3339,
@@ -89,8 +90,8 @@ def test_a_tick_fires_one_run_that_becomes_the_last_run(
     assert observed["lastRunName"] == run_name
     assert observed["lastScheduleTime"] == rfc3339(tick)
     assert observed.get("nextRun") is None, "a one-time job has no next run"
-    assert ("RunCreated", f"created BackupRun {run_name} for tick {rfc3339(tick)}") in \
-        events(core, namespace, "once")
+    assert f"created BackupRun {run_name} for tick {rfc3339(tick)}" in \
+        event_messages(core, namespace, "once", "RunCreated")
 
 
 def test_a_partially_failed_run_is_not_the_last_run(
@@ -172,7 +173,7 @@ def test_operator_down_across_many_ticks_fires_one_catch_up_run(
     assert newest >= now.replace(second=0, microsecond=0), "the most recent tick, not an old one"
     missed_count = int((newest - last_tick) / timedelta(minutes=1)) - 1
     assert missed_count >= 9
-    missed = [m for reason, m in events(core, namespace, "minutely") if reason == "MissedTicks"]
+    missed = event_messages(core, namespace, "minutely", "MissedTicks")
     assert missed == [f"{missed_count} ticks missed while the operator was not running; "
                       f"running the newest, {rfc3339(newest)}, once"]
 
@@ -253,13 +254,14 @@ def test_bad_time_zone_and_missing_secret_are_conditions_and_others_keep_working
         timeout=30, what="Ready on secretless")
     assert (secretless["status"], secretless["reason"]) == ("False", "SecretNotFound")
     assert "missing" in secretless["message"]
-    assert ("SecretNotFound", secretless["message"]) in events(core, namespace, "secretless")
+    assert secretless["message"] in event_messages(core, namespace, "secretless",
+                                                    "SecretNotFound")
 
     done = wait_for(lambda: terminal(custom, namespace, f"healthy-{tick:%Y%m%d-%H%M}"),
                     timeout=60, what="the healthy schedule's run")
     assert done["phase"] == "Succeeded"
-    reasons = [r for r, _ in events(core, namespace, "zone")]
-    assert reasons.count("InvalidSchedule") == 1, "an invalid spec is reported once, not looped"
+    assert len(event_messages(core, namespace, "zone", "InvalidSchedule")) == 1, \
+        "an invalid spec is reported once, not looped"
 
 
 def test_editing_a_schedule_never_fires_the_tick_the_edit_put_in_the_past(

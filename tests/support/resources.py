@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -78,6 +79,22 @@ def events(core: client.CoreV1Api, namespace: str,
     listing = core.list_namespaced_event(namespace,
                                          field_selector=f"involvedObject.name={name}")
     return [(event.reason, event.message) for event in listing.items]
+
+
+def event_messages(core: client.CoreV1Api, namespace: str, name: str, reason: str, *,
+                   timeout: float = 20.0) -> list[str]:
+    """Messages of the Events with ``reason`` about ``name``, once there is at least one.
+
+    Events are posted in the background after the status they explain is written, so a
+    test that has just seen the status waits for the Event too.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [message or "" for seen, message in events(core, namespace, name)
+                 if seen == reason]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.2)
 
 
 def condition(found: dict[str, Any], type: str) -> dict[str, Any]:
