@@ -3,8 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-CACHE ?= $(HOME)/.cache/cassandra-backup-operator
-export CASSANDRA_BACKUP_CACHE := $(CACHE)
+# Built tools and Cassandra's jars live here, outside the repository.
+CASSANDRA_BACKUP_CACHE ?= $(HOME)/.cache/cassandra-backup-operator
+export CASSANDRA_BACKUP_CACHE
 
 .PHONY: help install tools cassandra crds lint unit integration e2e test demo bench kind-e2e clean
 
