@@ -93,6 +93,9 @@ def _next_runs(args: argparse.Namespace) -> int:
         return 2
     for line in lines:
         print(line)
+    if not lines:
+        print(f"cassandra-backup-operator next-runs: no ticks after {after:%Y-%m-%dT%H:%M:%SZ}",
+              file=sys.stderr)
     return 0
 
 

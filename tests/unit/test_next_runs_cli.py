@@ -120,3 +120,15 @@ def test_bad_values_exit_non_zero_naming_the_field(flag: str, value: str, field:
     assert result.returncode != 0
     assert result.stdout == ""
     assert f"{field}: " in result.stderr
+
+
+def test_a_one_time_job_in_the_past_says_there_are_no_ticks() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "cassandra_backup.cli", "next-runs", "--first-run-date",
+         "2026-03-28", "--first-run-time", "02:30:00", "--interval", "-1",
+         "--after", "2026-04-01T00:00:00Z"],
+        capture_output=True, text=True, check=False)
+    assert result.returncode == 0
+    assert result.stdout == ""
+    assert result.stderr.strip() == (
+        "cassandra-backup-operator next-runs: no ticks after 2026-04-01T00:00:00Z")
