@@ -274,6 +274,23 @@ def test_token_is_never_logged(tmp_path: Path) -> None:
     assert TOKEN not in log
 
 
+def test_an_oversized_authorization_header_is_refused_without_logging_it(
+        tmp_path: Path) -> None:
+    secret_looking = "s3cr3t" * 3000
+    with run_sidecar(tmp_path) as running:
+        with _http(running) as http:
+            answer = http.get("/v1/snapshots",
+                              headers={"Authorization": f"Bearer {secret_looking}"})
+            assert http.get("/healthz").status_code == 200, "it keeps serving"
+        running.process.send_signal(signal.SIGTERM)
+        running.process.wait(timeout=30)
+        log = running.log()
+
+    assert answer.status_code == 400
+    assert "s3cr3t" not in log
+    assert "refused a malformed HTTP request (LineTooLong, HTTP 400)" in log
+
+
 def test_sigterm_stops_it_cleanly(tmp_path: Path) -> None:
     with run_sidecar(tmp_path) as running:
         running.process.send_signal(signal.SIGTERM)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Final, Literal
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -441,6 +442,24 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(entry)
 
 
+class MalformedRequestFilter(logging.Filter):
+    """Logs a request aiohttp could not parse in one line, without its bytes.
+
+    aiohttp's parser error quotes the start of the offending header, which may be an
+    Authorization header: the token must never reach a log line.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            record.msg = "refused a malformed HTTP request (%s, HTTP %s)"
+            record.args = (type(error).__name__, error.code)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
 def configure_logging(log_format: LogFormat) -> None:
     handler = logging.StreamHandler(sys.stderr)
     if log_format == "json":
@@ -450,6 +469,7 @@ def configure_logging(log_format: LogFormat) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.INFO)
+    logging.getLogger("aiohttp.server").addFilter(MalformedRequestFilter())
 
 
 def ssl_context_for(settings: SidecarSettings) -> ssl.SSLContext | None:
