@@ -262,9 +262,29 @@ async def _fire(ctx: ScheduleContext, body: dict[str, Any], spec: models.BackupS
     status.set(activeRuns=sorted({*status.get("activeRuns"), run_name}))
 
 
+def keyspace_labels_to_add(run: dict[str, Any]) -> dict[str, str]:
+    """Keyspace labels for a run the operator made over every keyspace, once it knows them.
+
+    A run for named keyspaces is labelled when it is created; one over all keyspaces
+    learns them from its nodes. Runs someone wrote by hand keep exactly their labels.
+    """
+    meta = run["metadata"]
+    if models.SCHEDULED_AT_ANNOTATION not in (meta.get("annotations") or {}):
+        return {}
+    labels = meta.get("labels") or {}
+    taken = (run.get("status") or {}).get("keyspaces") or {}
+    wanted = {models.KEYSPACE_LABEL_PREFIX + keyspace: "true" for keyspace in taken}
+    return {key: value for key, value in wanted.items() if labels.get(key) != value}
+
+
 async def after_run(ctx: ScheduleContext, run: dict[str, Any], schedule_name: str) -> None:
-    """A run of the schedule ended: refresh lastRun and activeRuns, then apply retention."""
+    """A run of the schedule ended: label it, refresh lastRun and activeRuns, then apply
+    retention."""
     namespace = run["metadata"]["namespace"]
+    labels = keyspace_labels_to_add(run)
+    if labels:
+        await ctx.api.patch_run_labels(namespace=namespace, name=run["metadata"]["name"],
+                                       labels=labels)
     body = await ctx.api.get_schedule(namespace=namespace, name=schedule_name)
     if body is None:
         return   # runs outlive their schedule; nothing to refresh

@@ -112,6 +112,19 @@ def test_a_partially_failed_run_is_not_the_last_run(
     assert "disk /data is full" in by_node[broken.host]["error"]
     assert "500" in by_node[broken.host]["error"]
     assert all(by_node[n.host]["phase"] == "Succeeded" for n in good)
+    def labels() -> dict[str, str]:
+        run = get(custom, namespace, "backupruns", run_name) or {}
+        return dict(run.get("metadata", {}).get("labels") or {})
+
+    # A run over every keyspace is labelled with those its nodes took, once it ends.
+    wait_for(lambda: "keyspace.backups.cassandra.dev/test" in labels(), timeout=20,
+             what="keyspace labels")
+    assert labels() == {
+        "backups.cassandra.dev/schedule": "partial",
+        "backups.cassandra.dev/cluster": "Test_Cluster",
+        **{f"keyspace.backups.cassandra.dev/{ks}": "true"
+           for ks in ("system", "system_schema", "test")},
+    }
     time.sleep(2)
     observed = status(custom, namespace, SCHEDULES, "partial")
     assert observed.get("lastRun") is None
