@@ -65,7 +65,6 @@ class KubeApi:
     def __init__(self, api_client: client.ApiClient) -> None:
         self._core = client.CoreV1Api(api_client)
         self._custom = client.CustomObjectsApi(api_client)
-        self.status_writes = 0
 
     async def secret_data(self, *, namespace: str, name: str) -> dict[str, str]:
         try:
@@ -143,7 +142,6 @@ class KubeApi:
     async def patch_status(self, *, plural: str, namespace: str, name: str,
                            status: dict[str, Any]) -> None:
         """Merge-patch the status subresource; a vanished object is not an error."""
-        self.status_writes += 1
         try:
             await asyncio.to_thread(
                 self._custom.patch_namespaced_custom_object_status, models.GROUP,

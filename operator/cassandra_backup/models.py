@@ -56,6 +56,10 @@ class Model(BaseModel):
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
+    def wire(self) -> dict[str, Any]:
+        """The JSON a resource holds for this model, unset fields left out."""
+        return self.model_dump(mode="json", exclude_none=True)
+
 
 class SecretKeyRef(Model):
     """A key inside a Secret in the resource's own namespace."""

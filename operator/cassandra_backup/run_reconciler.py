@@ -60,10 +60,6 @@ class RunContext:
     concurrency: int = DEFAULT_CONCURRENCY
 
 
-def _dump(result: models.NodeResult) -> dict[str, Any]:
-    return result.model_dump(mode="json", exclude_none=True)
-
-
 def _fail_status(status: dict[str, Any], *, reason: str, message: str,
                  now: datetime) -> dict[str, Any]:
     conditions = set_condition(status.get("conditions", []), type="Complete", status="True",
@@ -149,7 +145,7 @@ async def execute_run(ctx: RunContext, body: dict[str, Any]) -> None:
 
     def nodes_patch() -> dict[str, Any]:
         ordered = [results[key] for key in sorted(results)]
-        return {"nodes": [_dump(r) for r in ordered], "nodesSucceeded": succeeded_count(ordered)}
+        return {"nodes": [r.wire() for r in ordered], "nodesSucceeded": succeeded_count(ordered)}
 
     conditions = set_condition(status.get("conditions", []), type="Complete", status="False",
                                reason="Running", message=f"snapshot {tag} in progress",
@@ -187,8 +183,7 @@ async def execute_run(ctx: RunContext, body: dict[str, Any]) -> None:
                                reason=phase, message=message, now=finished)
     await write({
         "phase": phase, "completionTime": rfc3339(finished), **nodes_patch(),
-        "keyspaces": {ks: v.model_dump(mode="json", exclude_none=True)
-                      for ks, v in listing.items()},
+        "keyspaces": {ks: v.wire() for ks, v in listing.items()},
         "sizeBytes": sum(r.sizeBytes or 0 for r in final),
         "conditions": conditions,
     })

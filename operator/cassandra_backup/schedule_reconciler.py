@@ -103,7 +103,7 @@ def run_body(*, schedule_meta: dict[str, Any], spec: models.BackupScheduleSpec,
             "annotations": {models.SCHEDULED_AT_ANNOTATION: rfc3339(tick)},
         },
         "spec": {
-            "cluster": spec.cluster.model_dump(mode="json", exclude_none=True),
+            "cluster": spec.cluster.wire(),
             "keyspaces": {ks: {} for ks in spec.jobParams.keyspaces},
             "tag": name,
             "runDeadlineSeconds": spec.runDeadlineSeconds,
@@ -162,12 +162,10 @@ async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake
     now = ctx.clock()
     status = ScheduleDraft(api=ctx.api, events=ctx.events, body=body, now=now)
     generation = int(meta.get("generation", 0))
-    save = status.save
-    not_ready = status.not_ready
 
     parsed = status.parse()
     if parsed is None:
-        await save()
+        await status.save()
         return Wake(None)
     spec, recurrence = parsed
 
@@ -177,8 +175,8 @@ async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake
             await ctx.api.secret_value(namespace=namespace, name=sidecars.tokenSecret.name,
                                        key=sidecars.tokenSecret.key)
         except SecretMissing as exc:
-            not_ready("SecretNotFound", f"spec.cluster.sidecars.tokenSecret: {exc}")
-            await save()
+            status.not_ready("SecretNotFound", f"spec.cluster.sidecars.tokenSecret: {exc}")
+            await status.save()
             return Wake(now + SECRET_RECHECK)
 
     if status.get("observedGeneration") != generation or status.get("armedAt") is None:
@@ -192,7 +190,7 @@ async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake
         status.condition("Suspended", "True", "Suspended", "spec.suspend is true")
         status.condition("Ready", "True", "Suspended", "suspended: no runs fire")
         ctx.metrics.next_tick(namespace=namespace, schedule=name, tick=None)
-        await save()
+        await status.save()
         return Wake(None)
     status.condition("Suspended", "False", "Active", "spec.suspend is false")
 
@@ -219,7 +217,7 @@ async def reconcile_schedule(ctx: ScheduleContext, body: dict[str, Any]) -> Wake
         status.condition("Ready", "True", "Scheduled",
                          f"next run at {rfc3339(decision.next_tick)}")
     ctx.metrics.next_tick(namespace=namespace, schedule=name, tick=decision.next_tick)
-    await save()
+    await status.save()
     return Wake(decision.next_tick)
 
 

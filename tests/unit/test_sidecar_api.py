@@ -9,9 +9,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from cassandra_backup.models import KEYSPACE_PATTERN, TAG_PATTERN
 from cassandra_backup.sidecar.api import (
-    KEYSPACE_PATTERN,
-    TAG_PATTERN,
     ErrorBody,
     SnapshotList,
     SnapshotRequest,

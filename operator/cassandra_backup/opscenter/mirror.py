@@ -45,7 +45,7 @@ def mirror_body(*, schedule_body: dict[str, Any], spec: models.BackupScheduleSpe
     labels = {models.SCHEDULE_LABEL: meta["name"], models.CLUSTER_LABEL: spec.cluster.name}
     labels.update({models.KEYSPACE_LABEL_PREFIX + ks: "true" for ks in backup.keyspaces})
     run_spec: dict[str, Any] = {
-        "cluster": spec.cluster.model_dump(mode="json", exclude_none=True),
+        "cluster": spec.cluster.wire(),
         "keyspaces": {ks: {"nodes": entry.nodes} for ks, entry in backup.keyspaces.items()},
         "runDeadlineSeconds": spec.runDeadlineSeconds,
         "deletionPolicy": "Retain",
@@ -89,16 +89,11 @@ def mirror_status(backup: mapping.Backup, *, now: datetime) -> dict[str, Any]:
         "backupId": backup.tag,
         "startTime": taken,
         "completionTime": taken,
-        "nodes": [dump_node(node) for node in nodes],
+        "nodes": [node.wire() for node in nodes],
         "nodesSucceeded": succeeded_count(nodes),
-        "keyspaces": {ks: entry.model_dump(mode="json", exclude_none=True)
+        "keyspaces": {ks: entry.wire()
                       for ks, entry in sorted(backup.keyspaces.items())},
         "sizeBytes": backup.size_bytes,
         "conditions": set_condition([], type="Complete", status="True", reason="Succeeded",
                                     message=message, now=now),
     }
-
-
-def dump_node(result: models.NodeResult) -> dict[str, Any]:
-    """A node's result as a run's ``status.nodes`` lists it."""
-    return result.model_dump(mode="json", exclude_none=True)

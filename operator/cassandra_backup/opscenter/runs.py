@@ -21,7 +21,7 @@ from cassandra_backup.opscenter import mapping
 from cassandra_backup.opscenter.client import OpsCenterClient
 from cassandra_backup.opscenter.context import InvalidCA, OpsCenterContext, RetryLater
 from cassandra_backup.opscenter.errors import OpsCenterError
-from cassandra_backup.opscenter.mirror import dump_node, mirror_status, mirrored_tag
+from cassandra_backup.opscenter.mirror import mirror_status, mirrored_tag
 from cassandra_backup.runs import overall_phase, succeeded_count
 from cassandra_backup.status import StatusDraft
 from cassandra_backup.timefmt import parse_rfc3339, rfc3339
@@ -193,7 +193,7 @@ class _AdhocRun:
         succeeded = {r.node for r in results if r.phase == "Succeeded"}
 
         if backup is not None:
-            keyspaces = {ks: entry.model_dump(mode="json", exclude_none=True)
+            keyspaces = {ks: entry.wire()
                          for ks, entry in sorted(backup.keyspaces.items())}
         else:
             keyspaces = {ks: {"nodes": sorted(succeeded & set(wanted.nodes) if wanted.nodes
@@ -205,7 +205,7 @@ class _AdhocRun:
             message += "; failed: " + "; ".join(f"{r.node}: {r.error}" for r in failed[:5])
         changes: dict[str, Any] = {
             "phase": phase, "startTime": rfc3339(self.started),
-            "completionTime": rfc3339(finished), "nodes": [dump_node(r) for r in results],
+            "completionTime": rfc3339(finished), "nodes": [r.wire() for r in results],
             "nodesSucceeded": succeeded_count(results), "keyspaces": keyspaces,
         }
         if backup is not None:

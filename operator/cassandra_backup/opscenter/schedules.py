@@ -45,14 +45,13 @@ from cassandra_backup.opscenter.errors import (
     OpsCenterUnavailable,
 )
 from cassandra_backup.opscenter.mirror import mirror_body, mirror_names, mirror_status, mirrored_tag
-from cassandra_backup.schedule_reconciler import ScheduleDraft, Wake
+from cassandra_backup.schedule_reconciler import SECRET_RECHECK, ScheduleDraft, Wake
 from cassandra_backup.status import StatusDraft
 from cassandra_backup.timefmt import rfc3339
 
 log = logging.getLogger(__name__)
 
 REGISTERED = "Registered"
-SECRET_RECHECK = timedelta(seconds=30)
 DELETE_REFUSED_RECHECK = timedelta(minutes=1)
 
 

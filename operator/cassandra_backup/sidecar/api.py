@@ -19,9 +19,7 @@ from pydantic.alias_generators import to_camel
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from cassandra_backup import __version__
-
-TAG_PATTERN: Final = r"^[A-Za-z0-9._-]{1,128}$"
-KEYSPACE_PATTERN: Final = r"^[A-Za-z0-9_]{1,48}$"
+from cassandra_backup.models import KEYSPACE_PATTERN, TAG_PATTERN
 
 SNAPSHOTS_PATH: Final = "/v1/snapshots"
 OPENAPI_PATH: Final = "/openapi.json"

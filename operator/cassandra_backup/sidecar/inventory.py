@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
 
-from cassandra_backup.sidecar.api import KEYSPACE_PATTERN
+from cassandra_backup.models import KEYSPACE_PATTERN
 
 _KEYSPACE_NAME: Final = re.compile(KEYSPACE_PATTERN)
 MANIFEST_NAME: Final = "manifest.json"
