@@ -17,9 +17,12 @@ from typing import Any, cast
 
 import kopf
 
-from cassandra_backup import models, opscenter_reconciler
+from cassandra_backup import models
 from cassandra_backup.kube import RUNS, SCHEDULES, KubeApi, load_config
 from cassandra_backup.metrics import Metrics
+from cassandra_backup.opscenter import runs as opscenter_runs
+from cassandra_backup.opscenter import schedules as opscenter_schedules
+from cassandra_backup.opscenter.context import OpsCenterContext, RetryLater
 from cassandra_backup.run_reconciler import RunContext, clear_run, execute_run
 from cassandra_backup.runs import DEFAULT_CONCURRENCY, NodeError
 from cassandra_backup.schedule_reconciler import ScheduleContext, after_run, reconcile_schedule
@@ -74,7 +77,7 @@ class Operator:
                                takers=SidecarTakers(self.api), metrics=metrics,
                                on_finished=self._run_finished,
                                concurrency=max_concurrent_nodes)
-        self.opscenter = opscenter_reconciler.OpsCenterContext(
+        self.opscenter = OpsCenterContext(
             api=self.api, events=events, clock=utc_now, metrics=metrics,
             poll_interval=timedelta(seconds=opscenter_poll_seconds),
             request_timeout=opscenter_timeout_seconds)
@@ -141,7 +144,7 @@ async def schedule_loop(operator: Operator, namespace: str, name: str, stop: Sto
         if body is None or body["metadata"].get("deletionTimestamp"):
             return False
         if _is_opscenter(body):
-            wake = await opscenter_reconciler.reconcile_schedule(operator.opscenter, body)
+            wake = await opscenter_schedules.reconcile_schedule(operator.opscenter, body)
         else:
             wake = await reconcile_schedule(operator.schedules, body)
         await operator.wakeups.sleep(namespace, name, until=wake.at, now=utc_now, stopped=stop)
@@ -160,7 +163,7 @@ async def run_loop(operator: Operator, namespace: str, name: str, stop: StopFlag
         if (body.get("status") or {}).get("phase") in models.TERMINAL_PHASES:
             return False
         if _is_opscenter(body):
-            await opscenter_reconciler.execute_run(operator.opscenter, body)
+            await opscenter_runs.execute_run(operator.opscenter, body)
         else:
             await execute_run(operator.runs, body)
         return True
@@ -214,8 +217,8 @@ def _opscenter_spec(spec: kopf.Spec, **_: Any) -> bool:
 async def opscenter_schedule_deleted(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
     """The OpsCenter job schedule goes before the resource does (or is already gone)."""
     try:
-        await opscenter_reconciler.delete_schedule(_operator(memo).opscenter, dict(body))
-    except opscenter_reconciler.RetryLater as exc:
+        await opscenter_schedules.delete_schedule(_operator(memo).opscenter, dict(body))
+    except RetryLater as exc:
         raise kopf.TemporaryError(str(exc), delay=exc.delay) from exc
 
 
